@@ -1,0 +1,148 @@
+//! What the relay does on the libp2p network, one field per job. Every
+//! per-connection default here is a memory budget paid once per bot, so each
+//! one is sized on purpose.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{autonat, connection_limits, gossipsub, identify, relay, yamux};
+
+use crate::config::Config;
+use crate::ping;
+
+/// Protocol version announced through identify, as go and js nodes do.
+const IDENTIFY_PROTOCOL: &str = "/ipfs/0.1.0";
+
+/// gossipsub's default per-peer send queue made an idle reserved bot cost
+/// ~616 KiB of relay memory; 64 queued RPCs is ample for announcements sent
+/// every few seconds at most.
+const GOSSIP_SEND_QUEUE: usize = 64;
+
+/// Streams a peer may hold open on one connection: circuits (capped lower by
+/// `relay.circuits.maxPerPeer`), pings, identify and gossip.
+const MAX_STREAMS_PER_CONNECTION: usize = 512;
+
+/// Per-stream yamux receive window, fixed. js-libp2p's yamux sends frames as
+/// large as the whole window it was granted; yamux 0.13 (the libp2p default)
+/// grows windows past 1 MiB and then rejects those frames, killing the
+/// connection with every reservation and circuit on it. The 0.12 code path
+/// keeps the window fixed, so js frames never exceed it.
+const YAMUX_WINDOW: u32 = 256 * 1024;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// `connectionManager`: caps on connections in total and per peer.
+    pub limits: connection_limits::Behaviour,
+    /// Circuit relay v2 hop: reservations and circuits.
+    pub relay: Toggle<relay::Behaviour>,
+    /// Answers the bots' connection monitor at all times.
+    pub ping: ping::Behaviour,
+    pub identify: identify::Behaviour,
+    /// AutoNAT v1 server: bots ask the relay to dial them back.
+    pub autonat: Toggle<autonat::Behaviour>,
+    /// Routes announcements between bots that only meet at the relay.
+    pub gossipsub: Toggle<gossipsub::Behaviour>,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, config: &Config) -> Result<Self, String> {
+        let peer_id = key.public().to_peer_id();
+
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(config.max_pending_incoming));
+
+        let relay = config.relay.hop.then(|| {
+            let r = &config.relay;
+            relay::Behaviour::new(
+                peer_id,
+                relay::Config {
+                    max_reservations: r.max_reservations,
+                    max_reservations_per_peer: r.max_reservations_per_peer,
+                    reservation_duration: r.reservation_ttl,
+                    // Rate limits arrive with access control; until then only the caps apply.
+                    reservation_rate_limiters: Vec::new(),
+                    max_circuits: r.max_circuits,
+                    max_circuits_per_peer: r.max_circuits_per_peer,
+                    // rust-libp2p's hop has no "no limit": the largest duration the
+                    // protocol can carry (u32 seconds, 136 years) stands for none,
+                    // and 0 bytes means no data cap.
+                    max_circuit_duration: r
+                        .circuit_limits
+                        .duration
+                        .unwrap_or(Duration::from_secs(u64::from(u32::MAX))),
+                    max_circuit_bytes: r.circuit_limits.data.unwrap_or(0),
+                    circuit_src_rate_limiters: Vec::new(),
+                },
+            )
+        });
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                .with_agent_version(format!("bsv-p2p-relay/{}", env!("CARGO_PKG_VERSION")))
+                // Only the addresses the relay confirmed as external go to peers;
+                // interface addresses (loopback, private ranges) would mislead bots.
+                .with_hide_listen_addrs(true)
+                .with_interval(Duration::from_secs(15 * 60))
+                .with_cache_size(0),
+        );
+
+        let autonat = config.autonat.then(|| {
+            autonat::Behaviour::new(
+                peer_id,
+                autonat::Config {
+                    // The relay is a public host: it serves dial-backs but never
+                    // needs to probe its own reachability.
+                    boot_delay: Duration::from_secs(u64::from(u32::MAX)),
+                    refresh_interval: Duration::from_secs(u64::from(u32::MAX)),
+                    ..Default::default()
+                },
+            )
+        });
+
+        let gossipsub = match &config.gossip {
+            Some(g) => {
+                let gs_config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .max_transmit_size(g.max_message_size)
+                    .connection_handler_queue_len(GOSSIP_SEND_QUEUE)
+                    .build()
+                    .map_err(|e| format!("gossipSub: {e}"))?;
+                let mut gs = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gs_config,
+                )
+                .map_err(|e| format!("gossipSub: {e}"))?;
+                for topic in &g.topics {
+                    gs.subscribe(&gossipsub::IdentTopic::new(topic))
+                        .map_err(|e| format!("gossipSub.topics: cannot join {topic:?}: {e}"))?;
+                }
+                Some(gs)
+            }
+            None => None,
+        };
+
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            relay: relay.into(),
+            ping: ping::Behaviour::new(ping::Config::default()),
+            identify,
+            autonat: autonat.into(),
+            gossipsub: gossipsub.into(),
+        })
+    }
+}
+
+/// The muxer every connection uses (see [`YAMUX_WINDOW`]).
+pub fn yamux_config() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    // The deprecated setters are the only way to select yamux 0.12's fixed
+    // window in libp2p 0.55; 0.13 breaks js-libp2p bulk transfers.
+    #[allow(deprecated)]
+    c.set_receive_window_size(YAMUX_WINDOW);
+    c.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    c
+}

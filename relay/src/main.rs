@@ -1,0 +1,128 @@
+//! `bsv-p2p-relay`: the circuit relay v2 server of the BSV P2P bot network.
+//!
+//! This file turns the command line and config into a running relay and maps
+//! every way of stopping to a documented exit code; the swarm and its event
+//! loop live in `relay.rs`.
+
+mod behaviour;
+mod config;
+mod identity;
+mod logging;
+mod ping;
+mod relay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// Exit codes, documented in README.md.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// Circuit relay v2 server for the BSV P2P bot network.
+#[derive(FromArgs)]
+struct Args {
+    /// config file (the operator guide's JSON format); without it the embedded default serves
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// data directory (identity key, control socket, journal); overrides "dataDir"
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// address to listen on, repeatable; replaces "listen"
+    #[argh(option)]
+    listen: Vec<String>,
+    /// address bots should dial, repeatable; replaces "announce"
+    #[argh(option)]
+    announce: Vec<String>,
+    /// log format: auto (pretty on a terminal, JSON otherwise), json or pretty
+    #[argh(option)]
+    log_format: Option<String>,
+    /// log level: off, error, warn, info, debug or trace
+    #[argh(option)]
+    log_level: Option<String>,
+    /// validate the configuration, print the relay's peer ID and exit
+    #[argh(switch)]
+    check: bool,
+    /// print the embedded default configuration and exit
+    #[argh(switch)]
+    print_default_config: bool,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let name = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a))
+        .unwrap_or("bsv-p2p-relay");
+    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    let args = match Args::from_args(&[name], &rest) {
+        Ok(args) => args,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}\nRun {name} --help for usage.", early.output.trim_end());
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+    };
+
+    if args.version {
+        println!("bsv-p2p-relay {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.print_default_config {
+        print!("{}", config::EMBEDDED_DEFAULT);
+        return ExitCode::SUCCESS;
+    }
+
+    let overrides = config::Overrides {
+        listen: args.listen,
+        announce: args.announce,
+        data_dir: args.data_dir,
+        log_format: args.log_format,
+        log_level: args.log_level,
+    };
+    let config = match config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    if args.check {
+        return match identity::load_or_create(&config.identity_file) {
+            Ok((key, _)) => {
+                println!(
+                    "{}: configuration is valid; peer ID {}",
+                    config.source,
+                    key.public().to_peer_id()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        };
+    }
+
+    logging::init(&config.log_format, config.log_level);
+    match async_std::task::block_on(relay::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!(event = "relay_failed"; "{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

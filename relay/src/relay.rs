@@ -1,0 +1,310 @@
+//! The running relay: builds the swarm from the validated config, serves until
+//! a stop signal, then drains. Everything the relay observes is logged here as
+//! a named event, the same names the control socket's journal will carry.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, relay as hop, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
+
+use crate::behaviour::{yamux_config, Behaviour, BehaviourEvent};
+use crate::config::Config;
+use crate::identity;
+
+/// How long a connection may sit with nothing to keep it open (no
+/// reservation, circuit or gossip) before the relay closes it.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(config: Config) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&config.data_dir)
+        .map_err(|e| {
+            format!(
+                "dataDir {}: cannot create the data directory: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    let (key, origin) = identity::load_or_create(&config.identity_file)?;
+    let peer_id = key.public().to_peer_id();
+    if let identity::Origin::Created = origin {
+        log::info!(event = "identity_created", peerId = peer_id.to_string().as_str(), path = config.identity_file.display().to_string().as_str(); "created a new relay identity; give bots this peer ID");
+    }
+
+    let behaviour = Behaviour::new(&key, &config)?;
+    let mut swarm = SwarmBuilder::with_existing_identity(key)
+        .with_async_std()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux_config,
+        )
+        .map_err(|e| format!("cannot set up TCP with noise: {e}"))?
+        .with_websocket(noise::Config::new, yamux_config)
+        .await
+        .map_err(|e| format!("cannot set up WebSocket: {e}"))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| format!("cannot set up the relay: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+
+    let mut listeners = Vec::new();
+    for (i, addr) in config.listen.iter().enumerate() {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| format!("listen[{i}] {addr}: cannot listen: {e}"))?;
+        listeners.push(id);
+    }
+    for addr in &config.announce {
+        swarm.add_external_address(addr.clone());
+    }
+
+    log::info!(
+        event = "relay_started",
+        peerId = peer_id.to_string().as_str(),
+        version = env!("CARGO_PKG_VERSION"),
+        config = config.source.as_str(),
+        dataDir = config.data_dir.display().to_string().as_str(),
+        hop = config.relay.hop,
+        maxReservations = config.relay.max_reservations as u64,
+        ttl = config.relay.reservation_ttl.as_secs();
+        "relay started with peer ID {peer_id}"
+    );
+    for addr in &config.announce {
+        let full = with_peer(addr, peer_id);
+        log::info!(event = "relay_address", address = full.to_string().as_str(); "bots reach this relay at {full}");
+    }
+    if config.announce.is_empty() {
+        log::warn!(event = "no_announce_addresses"; "\"announce\" is empty: reservations carry this host's interface addresses; set \"announce\" to the public address bots dial");
+    }
+
+    let (stop_tx, mut stop_rx) = mpsc::unbounded::<()>();
+    install_signal_handler(stop_tx)?;
+
+    let unspecified_listen = config.listen.iter().any(is_unspecified);
+    let mut serving = Serving {
+        peer_id,
+        ttl_secs: config.relay.reservation_ttl.as_secs(),
+        announce_configured: !config.announce.is_empty(),
+        unspecified_listen,
+        reserved: HashSet::new(),
+    };
+
+    loop {
+        futures::select! {
+            event = swarm.select_next_some() => serving.on_event(&mut swarm, event),
+            _ = stop_rx.next() => break,
+        }
+    }
+
+    drain(&mut swarm, listeners, config.shutdown_timeout).await;
+    Ok(())
+}
+
+/// The relay's view of what it is serving, for the log.
+struct Serving {
+    peer_id: PeerId,
+    ttl_secs: u64,
+    announce_configured: bool,
+    unspecified_listen: bool,
+    /// Peers holding a reservation, to tell a reservation closed by disconnect
+    /// from one that expired.
+    reserved: HashSet<PeerId>,
+}
+
+impl Serving {
+    fn on_event(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = with_peer(&address, self.peer_id);
+                log::info!(event = "listening", address = full.to_string().as_str(); "listening on {full}");
+                // Without announce addresses, the addresses the relay binds are
+                // what reservations carry; loopback ones only when bound on purpose.
+                if !self.announce_configured && (!self.unspecified_listen || !is_loopback(&address)) {
+                    swarm.add_external_address(address.clone());
+                    log::info!(event = "relay_address", address = full.to_string().as_str(); "bots reach this relay at {full}");
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                log::warn!(event = "listen_address_expired", address = address.to_string().as_str(); "");
+                if !self.announce_configured {
+                    swarm.remove_external_address(&address);
+                }
+            }
+            SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                let addrs: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                match reason {
+                    Ok(()) => log::info!(event = "listener_closed", addresses = addrs.join(" ").as_str(); ""),
+                    Err(e) => log::error!(event = "listener_closed", addresses = addrs.join(" ").as_str(), error = e.to_string().as_str(); "listener failed"),
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                log::error!(event = "error", kind = "listener", error = error.to_string().as_str(); "");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let (direction, addr) = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => ("outbound", address),
+                    ConnectedPoint::Listener { send_back_addr, .. } => ("inbound", send_back_addr),
+                };
+                log::info!(
+                    event = "connection_opened",
+                    peerId = peer_id.to_string().as_str(),
+                    direction = direction,
+                    transport = transport_of(addr),
+                    address = addr.to_string().as_str(),
+                    connections = u64::from(num_established.get());
+                    ""
+                );
+            }
+            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, cause, .. } => {
+                let cause = cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into());
+                log::info!(
+                    event = "connection_closed",
+                    peerId = peer_id.to_string().as_str(),
+                    transport = transport_of(endpoint.get_remote_address()),
+                    remaining = u64::from(num_established),
+                    cause = cause.as_str();
+                    ""
+                );
+                if num_established == 0 && self.reserved.remove(&peer_id) {
+                    log::info!(event = "reservation_closed", peerId = peer_id.to_string().as_str(), reason = "disconnected"; "");
+                }
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                log::debug!(event = "error", kind = "incoming_connection", address = send_back_addr.to_string().as_str(), error = error.to_string().as_str(); "");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                log::info!(event = "connection_unresponsive", peerId = e.peer.to_string().as_str(); "peer stopped answering pings; closing its connection");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. })) => {
+                log::debug!(event = "peer_identified", peerId = peer_id.to_string().as_str(), agent = info.agent_version.as_str(); "");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(libp2p::gossipsub::Event::Subscribed { peer_id, topic })) => {
+                log::debug!(event = "gossip_subscribed", peerId = peer_id.to_string().as_str(), topic = topic.as_str(); "");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(libp2p::gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
+                log::warn!(event = "gossip_slow_peer", peerId = peer_id.to_string().as_str(), dropped = failed_messages.total() as u64; "");
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(deprecated)] // the *Failed variants are deprecated upstream but still emitted
+    fn on_relay_event(&mut self, event: hop::Event) {
+        use hop::Event::*;
+        match event {
+            ReservationReqAccepted { src_peer_id, renewed } => {
+                let kind = if renewed { "reservation_renewed" } else { "reservation_created" };
+                self.reserved.insert(src_peer_id);
+                log::info!(event = kind, peerId = src_peer_id.to_string().as_str(), ttl = self.ttl_secs; "");
+            }
+            ReservationReqDenied { src_peer_id } => {
+                log::info!(event = "reservation_denied", peerId = src_peer_id.to_string().as_str(), reason = "resource_limit_exceeded"; "");
+            }
+            ReservationTimedOut { src_peer_id } => {
+                self.reserved.remove(&src_peer_id);
+                log::info!(event = "reservation_expired", peerId = src_peer_id.to_string().as_str(); "");
+            }
+            ReservationReqAcceptFailed { src_peer_id, error } | ReservationReqDenyFailed { src_peer_id, error } => {
+                log::warn!(event = "error", kind = "reservation_reply", peerId = src_peer_id.to_string().as_str(), error = error.to_string().as_str(); "");
+            }
+            CircuitReqAccepted { src_peer_id, dst_peer_id } => {
+                log::info!(event = "circuit_opened", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(); "");
+            }
+            CircuitReqDenied { src_peer_id, dst_peer_id } => {
+                log::info!(event = "circuit_denied", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(); "");
+            }
+            CircuitReqOutboundConnectFailed { src_peer_id, dst_peer_id, error } => {
+                log::info!(event = "circuit_denied", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), reason = "connection_failed", error = error.to_string().as_str(); "");
+            }
+            CircuitReqDenyFailed { src_peer_id, dst_peer_id, error } | CircuitReqAcceptFailed { src_peer_id, dst_peer_id, error } => {
+                log::warn!(event = "error", kind = "circuit_reply", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), error = error.to_string().as_str(); "");
+            }
+            CircuitClosed { src_peer_id, dst_peer_id, error } => {
+                let reason = error.map(|e| e.to_string()).unwrap_or_else(|| "done".into());
+                log::info!(event = "circuit_closed", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), reason = reason.as_str(); "");
+            }
+        }
+    }
+}
+
+/// Stops listening, closes every connection and waits (bounded by
+/// `shutdown.timeout`) for them to finish closing.
+async fn drain(swarm: &mut Swarm<Behaviour>, listeners: Vec<libp2p::core::transport::ListenerId>, timeout: Duration) {
+    let started = Instant::now();
+    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    log::info!(event = "relay_stopping", connections = u64::from(swarm.network_info().connection_counters().num_connections()), timeoutMs = timeout.as_millis() as u64; "stopping: closing listeners and connections");
+    for id in listeners {
+        swarm.remove_listener(id);
+    }
+    for peer in peers {
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+    let deadline = futures_timer::Delay::new(timeout).fuse();
+    futures::pin_mut!(deadline);
+    while swarm.network_info().connection_counters().num_connections() > 0 {
+        futures::select! {
+            _ = swarm.select_next_some() => {}
+            _ = deadline => {
+                log::warn!(event = "relay_stopped", remaining = u64::from(swarm.network_info().connection_counters().num_connections()); "shutdown timeout reached with connections still closing");
+                return;
+            }
+        }
+    }
+    log::info!(event = "relay_stopped", elapsedMs = started.elapsed().as_millis() as u64; "all connections closed");
+}
+
+/// SIGINT/SIGTERM start a graceful stop; a second one exits at once.
+fn install_signal_handler(stop: mpsc::UnboundedSender<()>) -> Result<(), String> {
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = stop.unbounded_send(());
+        } else {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))
+}
+
+fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.clone()
+    } else {
+        addr.clone().with(Protocol::P2p(peer))
+    }
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    ip_of(addr).is_some_and(|ip| ip.is_unspecified())
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    ip_of(addr).is_some_and(|ip| ip.is_loopback())
+}
+
+fn transport_of(addr: &Multiaddr) -> &'static str {
+    if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+        "websocket"
+    } else {
+        "tcp"
+    }
+}
