@@ -7,10 +7,10 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{autonat, connection_limits, gossipsub, identify, relay, yamux};
+use libp2p::{autonat, connection_limits, gossipsub, identify, yamux};
 
 use crate::config::Config;
-use crate::ping;
+use crate::{hop, ping};
 
 /// Protocol version announced through identify, as go and js nodes do.
 const IDENTIFY_PROTOCOL: &str = "/ipfs/0.1.0";
@@ -35,8 +35,8 @@ const YAMUX_WINDOW: u32 = 256 * 1024;
 pub struct Behaviour {
     /// `connectionManager`: caps on connections in total and per peer.
     pub limits: connection_limits::Behaviour,
-    /// Circuit relay v2 hop: reservations and circuits.
-    pub relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 hop: reservations and circuits (our own server).
+    pub hop: Toggle<hop::Behaviour>,
     /// Answers the bots' connection monitor at all times.
     pub ping: ping::Behaviour,
     pub identify: identify::Behaviour,
@@ -55,28 +55,20 @@ impl Behaviour {
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
             .with_max_pending_incoming(Some(config.max_pending_incoming));
 
-        let relay = config.relay.hop.then(|| {
+        let hop = config.relay.hop.then(|| {
             let r = &config.relay;
-            relay::Behaviour::new(
-                peer_id,
-                relay::Config {
+            hop::Behaviour::new(
+                key.clone(),
+                hop::Config {
                     max_reservations: r.max_reservations,
                     max_reservations_per_peer: r.max_reservations_per_peer,
-                    reservation_duration: r.reservation_ttl,
-                    // Rate limits arrive with access control; until then only the caps apply.
-                    reservation_rate_limiters: Vec::new(),
+                    reservation_ttl: r.reservation_ttl,
                     max_circuits: r.max_circuits,
                     max_circuits_per_peer: r.max_circuits_per_peer,
-                    // rust-libp2p's hop has no "no limit": the largest duration the
-                    // protocol can carry (u32 seconds, 136 years) stands for none,
-                    // and 0 bytes means no data cap.
-                    max_circuit_duration: r
-                        .circuit_limits
-                        .duration
-                        .unwrap_or(Duration::from_secs(u64::from(u32::MAX))),
-                    max_circuit_bytes: r.circuit_limits.data.unwrap_or(0),
-                    circuit_src_rate_limiters: Vec::new(),
+                    circuit_duration: r.circuit_limits.duration,
+                    circuit_data: r.circuit_limits.data,
                 },
+                Box::new(hop::gate::Open),
             )
         });
 
@@ -127,7 +119,7 @@ impl Behaviour {
 
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
-            relay: relay.into(),
+            hop: hop.into(),
             ping: ping::Behaviour::new(ping::Config::default()),
             identify,
             autonat: autonat.into(),

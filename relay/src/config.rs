@@ -28,7 +28,10 @@ pub const DEFAULT_TOPICS: [&str; 3] = [
 /// Placeholders of the guide's sample config, with what to put in their place.
 const PLACEHOLDERS: [(&str, &str); 3] = [
     ("YOUR_PUBLIC_IP", "this server's public IPv4 address"),
-    ("relay.yourdomain.com", "a DNS name that resolves to this server"),
+    (
+        "relay.yourdomain.com",
+        "a DNS name that resolves to this server",
+    ),
     ("YOUR_IP", "this server's public IPv4 address"),
 ];
 
@@ -128,7 +131,10 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
             })?;
             (source, text)
         }
-        None => ("<embedded default config>".to_string(), EMBEDDED_DEFAULT.to_string()),
+        None => (
+            "<embedded default config>".to_string(),
+            EMBEDDED_DEFAULT.to_string(),
+        ),
     };
     parse(&source, &text, overrides)
 }
@@ -156,7 +162,10 @@ pub fn parse(source: &str, text: &str, overrides: &Overrides) -> Result<Config, 
             )
         } else {
             let path = if path == "." { String::new() } else { path };
-            err(&path, explain_serde_error(&strip_position(&inner.to_string())))
+            err(
+                &path,
+                explain_serde_error(&strip_position(&inner.to_string())),
+            )
         }
     })?;
     de.end().map_err(|e| {
@@ -242,7 +251,10 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
     };
     let identity_file = match raw.identity_file {
         Some(f) if f.trim().is_empty() => {
-            return Err(invalid("identityFile", "expected a file path, got an empty string"))
+            return Err(invalid(
+                "identityFile",
+                "expected a file path, got an empty string",
+            ))
         }
         Some(f) => expand_home(&f)
             .ok_or_else(|| invalid("identityFile", "starts with ~ but $HOME is not set"))?,
@@ -252,8 +264,20 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
     let relay = relay_config(raw.relay.unwrap_or_default())?;
 
     let cm = raw.connection_manager.unwrap_or_default();
-    let max_connections = range("connectionManager.maxConnections", cm.max_connections, 500, 1, 1_000_000)?;
-    let min_connections = range("connectionManager.minConnections", cm.min_connections, 0, 0, 1_000_000)?;
+    let max_connections = range(
+        "connectionManager.maxConnections",
+        cm.max_connections,
+        500,
+        1,
+        1_000_000,
+    )?;
+    let min_connections = range(
+        "connectionManager.minConnections",
+        cm.min_connections,
+        0,
+        0,
+        1_000_000,
+    )?;
     if min_connections > max_connections {
         return Err(invalid(
             "connectionManager.minConnections",
@@ -301,8 +325,13 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
                 ));
             }
         }
-        let max_message_size =
-            range("gossipSub.maxMessageSize", gs.max_message_size, 1 << 20, 1024, 16 << 20)?;
+        let max_message_size = range(
+            "gossipSub.maxMessageSize",
+            gs.max_message_size,
+            1 << 20,
+            1024,
+            16 << 20,
+        )?;
         Some(GossipConfig {
             topics,
             max_message_size: max_message_size as usize,
@@ -377,19 +406,36 @@ fn relay_config(raw: file::Relay) -> Result<RelayConfig, Invalid> {
     let max_reservations_per_peer =
         range("relay.reservations.maxPerPeer", res.max_per_peer, 4, 1, 64)?;
     // The spec carries the expiry in whole seconds: sub-second TTLs cannot be expressed.
-    let ttl_ms = range("relay.reservations.ttl", res.ttl, 3_600_000, 1_000, 7 * 86_400_000)?;
+    let ttl_ms = range(
+        "relay.reservations.ttl",
+        res.ttl,
+        3_600_000,
+        1_000,
+        7 * 86_400_000,
+    )?;
 
     let circ = raw.circuits.unwrap_or_default();
     let max_circuits = range("relay.circuits.max", circ.max, 1024, 1, 1_000_000)?;
-    let max_circuits_per_peer = range("relay.circuits.maxPerPeer", circ.max_per_peer, 64, 1, 65_536)?;
+    let max_circuits_per_peer = range(
+        "relay.circuits.maxPerPeer",
+        circ.max_per_peer,
+        64,
+        1,
+        65_536,
+    )?;
     if max_circuits_per_peer > max_circuits {
         return Err(invalid(
             "relay.circuits.maxPerPeer",
-            format!("must not exceed relay.circuits.max ({max_circuits}), got {max_circuits_per_peer}"),
+            format!(
+                "must not exceed relay.circuits.max ({max_circuits}), got {max_circuits_per_peer}"
+            ),
         ));
     }
     let circuit_limits = if circ.unlimited.unwrap_or(false) {
-        for (key, set) in [("duration", circ.duration.is_some()), ("data", circ.data.is_some())] {
+        for (key, set) in [
+            ("duration", circ.duration.is_some()),
+            ("data", circ.data.is_some()),
+        ] {
             if set {
                 return Err(invalid(
                     format!("relay.circuits.{key}"),
@@ -413,7 +459,9 @@ fn relay_config(raw: file::Relay) -> Result<RelayConfig, Invalid> {
         if duration_ms != 0 && duration_ms < 1000 {
             return Err(invalid(
                 "relay.circuits.duration",
-                format!("expected 0 (no time limit) or at least 1000 milliseconds, got {duration_ms}"),
+                format!(
+                    "expected 0 (no time limit) or at least 1000 milliseconds, got {duration_ms}"
+                ),
             ));
         }
         // Bots send messages of up to 1 MiB over one circuit: a smaller cap breaks messaging.
@@ -487,16 +535,18 @@ fn check_listen_addr(path: &str, addr: &Multiaddr) -> Result<(), Invalid> {
     let ok = matches!(
         parts.as_slice(),
         [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Tcp(_)]
-            | [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Tcp(_), Protocol::Ws(_)]
+            | [
+                Protocol::Ip4(_) | Protocol::Ip6(_),
+                Protocol::Tcp(_),
+                Protocol::Ws(_)
+            ]
     );
     if ok {
         Ok(())
     } else {
         Err(invalid(
             path,
-            format!(
-                "expected /ip4|ip6/<address>/tcp/<port> or .../tcp/<port>/ws, got \"{addr}\""
-            ),
+            format!("expected /ip4|ip6/<address>/tcp/<port> or .../tcp/<port>/ws, got \"{addr}\""),
         ))
     }
 }
@@ -518,7 +568,10 @@ fn check_announce_addr(path: &str, addr: &Multiaddr) -> Result<(), Invalid> {
     );
     let tcp_ok = matches!(iter.next(), Some(Protocol::Tcp(_)));
     let rest: Vec<Protocol> = iter.collect();
-    let rest_ok = matches!(rest.as_slice(), [] | [Protocol::Ws(_)] | [Protocol::Wss(_)] | [Protocol::Tls, Protocol::Ws(_)]);
+    let rest_ok = matches!(
+        rest.as_slice(),
+        [] | [Protocol::Ws(_)] | [Protocol::Wss(_)] | [Protocol::Tls, Protocol::Ws(_)]
+    );
     if host_ok && tcp_ok && rest_ok {
         Ok(())
     } else {
@@ -749,7 +802,10 @@ mod file {
         }
     }
 
-    fn unsigned<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<Option<u64>, D::Error> {
+    fn unsigned<'de, D: Deserializer<'de>>(
+        d: D,
+        what: &'static str,
+    ) -> Result<Option<u64>, D::Error> {
         d.deserialize_any(Unsigned(what)).map(Some)
     }
 
@@ -778,7 +834,10 @@ mod tests {
     fn embedded_default_is_valid_and_listens_on_4001_and_4002() {
         let c = parse_str(EMBEDDED_DEFAULT).unwrap();
         let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
-        assert_eq!(listen, ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]);
+        assert_eq!(
+            listen,
+            ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
+        );
         assert_eq!(c.relay.max_reservations, 1000);
         assert_eq!(c.relay.reservation_ttl, Duration::from_secs(3600));
         assert_eq!(c.gossip.unwrap().topics, DEFAULT_TOPICS);
@@ -798,7 +857,11 @@ mod tests {
     fn unknown_key_suggests_the_near_miss() {
         let e = parse_str(r#"{"connectionManager":{"maxConnection":5}}"#).unwrap_err();
         assert_eq!(e.path, "connectionManager.maxConnection");
-        assert!(e.message.contains("did you mean \"maxConnections\"?"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean \"maxConnections\"?"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -811,7 +874,13 @@ mod tests {
     #[test]
     fn unlimited_circuits_drop_both_caps() {
         let c = parse_str(r#"{"relay":{"circuits":{"unlimited":true}}}"#).unwrap();
-        assert_eq!(c.relay.circuit_limits, CircuitLimits { duration: None, data: None });
+        assert_eq!(
+            c.relay.circuit_limits,
+            CircuitLimits {
+                duration: None,
+                data: None
+            }
+        );
         let e = parse_str(r#"{"relay":{"circuits":{"unlimited":true,"data":5}}}"#).unwrap_err();
         assert_eq!(e.path, "relay.circuits.data");
     }
@@ -837,6 +906,10 @@ mod tests {
     #[test]
     fn syntax_errors_give_line_and_column() {
         let e = parse_str("{\n  \"mode\": \"relay\",\n}").unwrap_err();
-        assert!(e.message.starts_with("invalid JSON at line 3 column 1"), "{}", e.message);
+        assert!(
+            e.message.starts_with("invalid JSON at line 3 column 1"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, Origin), String> {
             write_new(path, &key)?;
             Ok((key, Origin::Created))
         }
-        Err(e) => Err(format!("{}: cannot read the identity file: {e}", path.display())),
+        Err(e) => Err(format!(
+            "{}: cannot read the identity file: {e}",
+            path.display()
+        )),
     }
 }
 

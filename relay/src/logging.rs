@@ -40,7 +40,10 @@ impl Log for JsonLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = json_line(record, humantime::format_rfc3339_millis(std::time::SystemTime::now()));
+        let line = json_line(
+            record,
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+        );
         // A closed or full log pipe must not take the relay down: drop the line.
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }

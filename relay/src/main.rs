@@ -2,14 +2,9 @@
 //!
 //! This file turns the command line and config into a running relay and maps
 //! every way of stopping to a documented exit code; the swarm and its event
-//! loop live in `relay.rs`.
+//! loop live in the library (`relay.rs`).
 
-mod behaviour;
-mod config;
-mod identity;
-mod logging;
-mod ping;
-mod relay;
+use bsv_p2p_relay::{config, identity, logging, relay};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

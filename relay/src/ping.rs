@@ -131,7 +131,10 @@ impl NetworkBehaviour for Behaviour {
 
 enum Outbound {
     /// Waiting for the next ping; keeps the stream of the last one for reuse.
-    Idle { timer: Delay, stream: Option<Stream> },
+    Idle {
+        timer: Delay,
+        stream: Option<Stream>,
+    },
     Opening,
     Pinging(BoxFuture<'static, io::Result<Stream>>),
     /// The peer has no ping service: never ping it (but keep answering).
@@ -303,7 +306,10 @@ async fn ping(mut stream: Stream, timeout: Duration) -> io::Result<Stream> {
         let mut back = [0u8; PING_SIZE];
         stream.read_exact(&mut back).await?;
         if back != payload {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "ping payload mismatch"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ping payload mismatch",
+            ));
         }
         Ok(())
     };

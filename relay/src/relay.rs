@@ -2,7 +2,6 @@
 //! a stop signal, then drains. Everything the relay observes is logged here as
 //! a named event, the same names the control socket's journal will carry.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +12,11 @@ use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, relay as hop, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use libp2p::{noise, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
 
 use crate::behaviour::{yamux_config, Behaviour, BehaviourEvent};
 use crate::config::Config;
-use crate::identity;
+use crate::{hop, identity};
 
 /// How long a connection may sit with nothing to keep it open (no
 /// reservation, circuit or gossip) before the relay closes it.
@@ -96,7 +95,6 @@ pub async fn run(config: Config) -> Result<(), String> {
         ttl_secs: config.relay.reservation_ttl.as_secs(),
         announce_configured: !config.announce.is_empty(),
         unspecified_listen,
-        reserved: HashSet::new(),
     };
 
     loop {
@@ -116,9 +114,6 @@ struct Serving {
     ttl_secs: u64,
     announce_configured: bool,
     unspecified_listen: bool,
-    /// Peers holding a reservation, to tell a reservation closed by disconnect
-    /// from one that expired.
-    reserved: HashSet<PeerId>,
 }
 
 impl Serving {
@@ -129,7 +124,8 @@ impl Serving {
                 log::info!(event = "listening", address = full.to_string().as_str(); "listening on {full}");
                 // Without announce addresses, the addresses the relay binds are
                 // what reservations carry; loopback ones only when bound on purpose.
-                if !self.announce_configured && (!self.unspecified_listen || !is_loopback(&address)) {
+                if !self.announce_configured && (!self.unspecified_listen || !is_loopback(&address))
+                {
                     swarm.add_external_address(address.clone());
                     log::info!(event = "relay_address", address = full.to_string().as_str(); "bots reach this relay at {full}");
                 }
@@ -140,17 +136,28 @@ impl Serving {
                     swarm.remove_external_address(&address);
                 }
             }
-            SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
                 let addrs: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
                 match reason {
-                    Ok(()) => log::info!(event = "listener_closed", addresses = addrs.join(" ").as_str(); ""),
-                    Err(e) => log::error!(event = "listener_closed", addresses = addrs.join(" ").as_str(), error = e.to_string().as_str(); "listener failed"),
+                    Ok(()) => {
+                        log::info!(event = "listener_closed", addresses = addrs.join(" ").as_str(); "")
+                    }
+                    Err(e) => {
+                        log::error!(event = "listener_closed", addresses = addrs.join(" ").as_str(), error = e.to_string().as_str(); "listener failed")
+                    }
                 }
             }
             SwarmEvent::ListenerError { error, .. } => {
                 log::error!(event = "error", kind = "listener", error = error.to_string().as_str(); "");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 let (direction, addr) = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => ("outbound", address),
                     ConnectedPoint::Listener { send_back_addr, .. } => ("inbound", send_back_addr),
@@ -165,8 +172,16 @@ impl Serving {
                     ""
                 );
             }
-            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, cause, .. } => {
-                let cause = cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into());
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                cause,
+                ..
+            } => {
+                let cause = cause
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "closed".into());
                 log::info!(
                     event = "connection_closed",
                     peerId = peer_id.to_string().as_str(),
@@ -175,64 +190,88 @@ impl Serving {
                     cause = cause.as_str();
                     ""
                 );
-                if num_established == 0 && self.reserved.remove(&peer_id) {
-                    log::info!(event = "reservation_closed", peerId = peer_id.to_string().as_str(), reason = "disconnected"; "");
-                }
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 log::debug!(event = "error", kind = "incoming_connection", address = send_back_addr.to_string().as_str(), error = error.to_string().as_str(); "");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Hop(e)) => self.on_hop_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 log::info!(event = "connection_unresponsive", peerId = e.peer.to_string().as_str(); "peer stopped answering pings; closing its connection");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
                 log::debug!(event = "peer_identified", peerId = peer_id.to_string().as_str(), agent = info.agent_version.as_str(); "");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(libp2p::gossipsub::Event::Subscribed { peer_id, topic })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                libp2p::gossipsub::Event::Subscribed { peer_id, topic },
+            )) => {
                 log::debug!(event = "gossip_subscribed", peerId = peer_id.to_string().as_str(), topic = topic.as_str(); "");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(libp2p::gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                libp2p::gossipsub::Event::SlowPeer {
+                    peer_id,
+                    failed_messages,
+                },
+            )) => {
                 log::warn!(event = "gossip_slow_peer", peerId = peer_id.to_string().as_str(), dropped = failed_messages.total() as u64; "");
             }
             _ => {}
         }
     }
 
-    #[allow(deprecated)] // the *Failed variants are deprecated upstream but still emitted
-    fn on_relay_event(&mut self, event: hop::Event) {
+    fn on_hop_event(&mut self, event: hop::Event) {
         use hop::Event::*;
         match event {
-            ReservationReqAccepted { src_peer_id, renewed } => {
-                let kind = if renewed { "reservation_renewed" } else { "reservation_created" };
-                self.reserved.insert(src_peer_id);
-                log::info!(event = kind, peerId = src_peer_id.to_string().as_str(), ttl = self.ttl_secs; "");
+            ReservationCreated {
+                peer,
+                renewed,
+                expires,
+            } => {
+                let kind = if renewed {
+                    "reservation_renewed"
+                } else {
+                    "reservation_created"
+                };
+                log::info!(event = kind, peerId = peer.to_string().as_str(), ttl = self.ttl_secs, expires = expires; "");
             }
-            ReservationReqDenied { src_peer_id } => {
-                log::info!(event = "reservation_denied", peerId = src_peer_id.to_string().as_str(), reason = "resource_limit_exceeded"; "");
+            ReservationDenied { peer, refusal } => {
+                log::info!(event = "reservation_denied", peerId = peer.to_string().as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
             }
-            ReservationTimedOut { src_peer_id } => {
-                self.reserved.remove(&src_peer_id);
-                log::info!(event = "reservation_expired", peerId = src_peer_id.to_string().as_str(); "");
+            ReservationEnded { peer, reason } => {
+                let kind = if reason == "expired" {
+                    "reservation_expired"
+                } else {
+                    "reservation_closed"
+                };
+                log::info!(event = kind, peerId = peer.to_string().as_str(), reason = reason; "");
             }
-            ReservationReqAcceptFailed { src_peer_id, error } | ReservationReqDenyFailed { src_peer_id, error } => {
-                log::warn!(event = "error", kind = "reservation_reply", peerId = src_peer_id.to_string().as_str(), error = error.to_string().as_str(); "");
+            CircuitOpened { id, src, dst } => {
+                log::info!(event = "circuit_opened", circuitId = id, src = src.to_string().as_str(), dst = dst.to_string().as_str(); "");
             }
-            CircuitReqAccepted { src_peer_id, dst_peer_id } => {
-                log::info!(event = "circuit_opened", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(); "");
+            CircuitDenied { src, dst, refusal } => {
+                let dst = dst.map(|d| d.to_string()).unwrap_or_default();
+                log::info!(event = "circuit_denied", src = src.to_string().as_str(), dst = dst.as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
             }
-            CircuitReqDenied { src_peer_id, dst_peer_id } => {
-                log::info!(event = "circuit_denied", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(); "");
+            CircuitClosed(c) => {
+                log::info!(
+                    event = "circuit_closed",
+                    circuitId = c.id,
+                    src = c.src.to_string().as_str(),
+                    dst = c.dst.to_string().as_str(),
+                    bytesSrcToDst = c.bytes_src_to_dst,
+                    bytesDstToSrc = c.bytes_dst_to_src,
+                    durationMs = c.duration.as_millis() as u64,
+                    reason = c.reason;
+                    ""
+                );
             }
-            CircuitReqOutboundConnectFailed { src_peer_id, dst_peer_id, error } => {
-                log::info!(event = "circuit_denied", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), reason = "connection_failed", error = error.to_string().as_str(); "");
-            }
-            CircuitReqDenyFailed { src_peer_id, dst_peer_id, error } | CircuitReqAcceptFailed { src_peer_id, dst_peer_id, error } => {
-                log::warn!(event = "error", kind = "circuit_reply", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), error = error.to_string().as_str(); "");
-            }
-            CircuitClosed { src_peer_id, dst_peer_id, error } => {
-                let reason = error.map(|e| e.to_string()).unwrap_or_else(|| "done".into());
-                log::info!(event = "circuit_closed", src = src_peer_id.to_string().as_str(), dst = dst_peer_id.to_string().as_str(), reason = reason.as_str(); "");
+            RequestDenied { peer, refusal } => {
+                log::info!(event = "request_denied", peerId = peer.to_string().as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
             }
         }
     }
@@ -240,12 +279,19 @@ impl Serving {
 
 /// Stops listening, closes every connection and waits (bounded by
 /// `shutdown.timeout`) for them to finish closing.
-async fn drain(swarm: &mut Swarm<Behaviour>, listeners: Vec<libp2p::core::transport::ListenerId>, timeout: Duration) {
+async fn drain(
+    swarm: &mut Swarm<Behaviour>,
+    listeners: Vec<libp2p::core::transport::ListenerId>,
+    timeout: Duration,
+) {
     let started = Instant::now();
     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
     log::info!(event = "relay_stopping", connections = u64::from(swarm.network_info().connection_counters().num_connections()), timeoutMs = timeout.as_millis() as u64; "stopping: closing listeners and connections");
     for id in listeners {
         swarm.remove_listener(id);
+    }
+    if let Some(hop) = swarm.behaviour_mut().hop.as_mut() {
+        hop.stop_circuits();
     }
     for peer in peers {
         let _ = swarm.disconnect_peer_id(peer);
@@ -302,7 +348,10 @@ fn is_loopback(addr: &Multiaddr) -> bool {
 }
 
 fn transport_of(addr: &Multiaddr) -> &'static str {
-    if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+    if addr
+        .iter()
+        .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
+    {
         "websocket"
     } else {
         "tcp"

@@ -1,0 +1,96 @@
+//! The one place where the relay decides whether a peer may reserve or open a
+//! circuit, before any capacity check. Access control lists and rate limits
+//! plug in here by implementing [`Gate`]; the relay consults it for both
+//! reserve and connect and reports every refusal with its reason.
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::proto::Status;
+
+/// Why a request was refused: the status sent to the peer and the reason
+/// counted and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Reserve or connect arrived over a relayed connection.
+    RelayedConnection,
+    /// Refused by access control.
+    AccessDenied,
+    /// Refused by a rate limit.
+    RateLimited,
+    /// All reservation slots are taken.
+    ReservationsFull,
+    /// The peer holds as many reservations as it may.
+    PeerReservationsFull,
+    /// All circuit slots are taken.
+    CircuitsFull,
+    /// Source or destination holds as many circuits as it may.
+    PeerCircuitsFull,
+    /// The destination holds no reservation.
+    NoReservation,
+    /// A peer asked for a circuit to itself.
+    SelfCircuit,
+    /// The destination could not be reached or refused the stop stream.
+    ConnectionFailed,
+    Malformed,
+    Unexpected,
+}
+
+impl Refusal {
+    /// The status code the spec gives for this refusal.
+    pub fn status(self) -> Status {
+        match self {
+            Self::RelayedConnection | Self::AccessDenied | Self::SelfCircuit => {
+                Status::PermissionDenied
+            }
+            Self::ReservationsFull | Self::PeerReservationsFull => Status::ReservationRefused,
+            Self::RateLimited | Self::CircuitsFull | Self::PeerCircuitsFull => {
+                Status::ResourceLimitExceeded
+            }
+            Self::NoReservation => Status::NoReservation,
+            Self::ConnectionFailed => Status::ConnectionFailed,
+            Self::Malformed => Status::MalformedMessage,
+            Self::Unexpected => Status::UnexpectedMessage,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RelayedConnection => "relayed_connection",
+            Self::AccessDenied => "access_denied",
+            Self::RateLimited => "rate_limited",
+            Self::ReservationsFull => "reservations_full",
+            Self::PeerReservationsFull => "peer_reservations_full",
+            Self::CircuitsFull => "circuits_full",
+            Self::PeerCircuitsFull => "peer_circuits_full",
+            Self::NoReservation => "no_reservation",
+            Self::SelfCircuit => "self_circuit",
+            Self::ConnectionFailed => "connection_failed",
+            Self::Malformed => "malformed_message",
+            Self::Unexpected => "unexpected_message",
+        }
+    }
+}
+
+/// Policy consulted for every reserve and connect request.
+pub trait Gate: Send + 'static {
+    fn reserve(&mut self, peer: &PeerId, remote: &Multiaddr) -> Result<(), Refusal>;
+    fn connect(
+        &mut self,
+        src: &PeerId,
+        src_remote: &Multiaddr,
+        dst: &PeerId,
+    ) -> Result<(), Refusal>;
+}
+
+/// Lets everyone through: the policy until access control is configured.
+pub struct Open;
+
+impl Gate for Open {
+    fn reserve(&mut self, _: &PeerId, _: &Multiaddr) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn connect(&mut self, _: &PeerId, _: &Multiaddr, _: &PeerId) -> Result<(), Refusal> {
+        Ok(())
+    }
+}

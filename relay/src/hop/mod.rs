@@ -1,0 +1,890 @@
+//! Our circuit relay v2 server (hop side), per the libp2p spec
+//! `relay/circuit-v2.md`.
+//!
+//! We own this instead of using rust-libp2p's relay behaviour because the
+//! relay's whole job is here and that one falls short of it: it signs no
+//! voucher, answers every refusal with one status code, sums both directions
+//! against one data limit, always sends a `Limit` (so js bots mark every
+//! relayed connection "limited" and open a new circuit per dial), counts no
+//! bytes per circuit and has no hook for access control.
+//!
+//! The behaviour holds all state (reservations, circuits, counters) and makes
+//! every decision synchronously in the swarm task. Stream I/O runs in tasks it
+//! spawns: one short task per request to read it, and one task per circuit
+//! that does the stop handshake and then relays data (see `circuit.rs`). Tasks
+//! report back over one channel; nothing on the data path touches the swarm.
+
+pub mod circuit;
+pub mod gate;
+pub mod handler;
+pub mod proto;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::Shared;
+use futures::{FutureExt, StreamExt};
+use futures_timer::Delay;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, SignedEnvelope};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, Stream, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+use circuit::{Counters, End, Splice};
+use gate::{Gate, Refusal};
+use handler::{FromBehaviour, Handler, ToBehaviour};
+use proto::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessage};
+
+/// How long a peer gets to send its request, and the destination its stop reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often expired reservations are swept.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+pub type CircuitId = u64;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_reservations: usize,
+    pub max_reservations_per_peer: usize,
+    pub reservation_ttl: Duration,
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    /// `None` in a dimension: no limit, and no `Limit` field for it on the wire.
+    pub circuit_duration: Option<Duration>,
+    pub circuit_data: Option<u64>,
+}
+
+/// What the relay did, for the log, the journal and the exporters.
+#[derive(Debug)]
+pub enum Event {
+    ReservationCreated {
+        peer: PeerId,
+        renewed: bool,
+        expires: u64,
+    },
+    ReservationDenied {
+        peer: PeerId,
+        refusal: Refusal,
+    },
+    ReservationEnded {
+        peer: PeerId,
+        reason: &'static str,
+    },
+    CircuitOpened {
+        id: CircuitId,
+        src: PeerId,
+        dst: PeerId,
+    },
+    CircuitDenied {
+        src: PeerId,
+        dst: Option<PeerId>,
+        refusal: Refusal,
+    },
+    CircuitClosed(ClosedCircuit),
+    /// A request that was neither reserve nor connect.
+    RequestDenied {
+        peer: PeerId,
+        refusal: Refusal,
+    },
+}
+
+#[derive(Debug)]
+pub struct ClosedCircuit {
+    pub id: CircuitId,
+    pub src: PeerId,
+    pub dst: PeerId,
+    pub bytes_src_to_dst: u64,
+    pub bytes_dst_to_src: u64,
+    pub duration: Duration,
+    pub reason: &'static str,
+}
+
+/// Running totals since start.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub reservations_created: u64,
+    pub reservations_renewed: u64,
+    pub reservations_expired: u64,
+    pub reservations_closed: u64,
+    pub circuits_opened: u64,
+    pub circuits_closed: u64,
+    pub circuits_failed: u64,
+    /// Bytes of circuits that have ended; live circuits add their counters.
+    pub bytes_src_to_dst: u64,
+    pub bytes_dst_to_src: u64,
+    pub denials: HashMap<&'static str, u64>,
+}
+
+/// A reservation as the control socket shows it.
+#[derive(Debug, Clone)]
+pub struct ReservationInfo {
+    pub peer: PeerId,
+    pub expires: u64,
+    pub created: u64,
+    pub renewals: u32,
+}
+
+/// A circuit as the control socket shows it.
+#[derive(Debug, Clone)]
+pub struct CircuitInfo {
+    pub id: CircuitId,
+    pub src: PeerId,
+    pub dst: PeerId,
+    pub bytes_src_to_dst: u64,
+    pub bytes_dst_to_src: u64,
+    pub opened: u64,
+    pub age: Duration,
+}
+
+struct Conn {
+    remote: Multiaddr,
+    relayed: bool,
+}
+
+struct Slot {
+    conn: ConnectionId,
+    expires_at: Instant,
+    expires: u64,
+    created: u64,
+    renewals: u32,
+}
+
+struct Circuit {
+    src: PeerId,
+    dst: PeerId,
+    src_conn: ConnectionId,
+    dst_conn: ConnectionId,
+    opened_at: Instant,
+    opened: u64,
+    counters: Arc<Counters>,
+    established: bool,
+}
+
+/// What spawned tasks report back.
+enum Report {
+    Request(Box<Request>),
+    Established(CircuitId),
+    StopRefused(CircuitId),
+    Ended(CircuitId, End),
+}
+
+/// A hop request read off a stream, with the stream to answer on.
+struct Request {
+    peer: PeerId,
+    conn: ConnectionId,
+    stream: Stream,
+    msg: Result<HopMessage, ReadError>,
+}
+
+type StopSignal = Shared<oneshot::Receiver<()>>;
+
+pub struct Behaviour {
+    local: PeerId,
+    key: Keypair,
+    config: Config,
+    gate: Box<dyn Gate>,
+    external: Vec<Multiaddr>,
+    connections: HashMap<ConnectionId, Conn>,
+    reservations: HashMap<PeerId, Vec<Slot>>,
+    reservation_count: usize,
+    expiries: BinaryHeap<Reverse<(Instant, PeerId, ConnectionId)>>,
+    expiry_timer: Delay,
+    circuits: HashMap<CircuitId, Circuit>,
+    circuits_per_peer: HashMap<PeerId, usize>,
+    /// Source streams of circuits waiting for the destination's stop stream.
+    waiting: HashMap<CircuitId, Stream>,
+    next_circuit: CircuitId,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports_rx: mpsc::UnboundedReceiver<Report>,
+    queue: VecDeque<ToSwarm<Event, FromBehaviour>>,
+    stats: Stats,
+    stop_tx: Option<oneshot::Sender<()>>,
+    stop: StopSignal,
+}
+
+impl Behaviour {
+    pub fn new(key: Keypair, config: Config, gate: Box<dyn Gate>) -> Self {
+        let (reports_tx, reports_rx) = mpsc::unbounded();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        Self {
+            local: key.public().to_peer_id(),
+            key,
+            config,
+            gate,
+            external: Vec::new(),
+            connections: HashMap::new(),
+            reservations: HashMap::new(),
+            reservation_count: 0,
+            expiries: BinaryHeap::new(),
+            expiry_timer: Delay::new(EXPIRY_TICK),
+            circuits: HashMap::new(),
+            circuits_per_peer: HashMap::new(),
+            waiting: HashMap::new(),
+            next_circuit: 1,
+            reports_tx,
+            reports_rx,
+            queue: VecDeque::new(),
+            stats: Stats::default(),
+            stop_tx: Some(stop_tx),
+            stop: stop_rx.shared(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        for c in self.circuits.values() {
+            s.bytes_src_to_dst += c.counters.src_to_dst.load(Ordering::Relaxed);
+            s.bytes_dst_to_src += c.counters.dst_to_src.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    pub fn reservation_count(&self) -> usize {
+        self.reservation_count
+    }
+
+    pub fn circuit_count(&self) -> usize {
+        self.circuits.values().filter(|c| c.established).count()
+    }
+
+    pub fn reservations(&self) -> Vec<ReservationInfo> {
+        let mut out: Vec<ReservationInfo> = self
+            .reservations
+            .iter()
+            .flat_map(|(peer, slots)| {
+                slots.iter().map(|s| ReservationInfo {
+                    peer: *peer,
+                    expires: s.expires,
+                    created: s.created,
+                    renewals: s.renewals,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| r.created);
+        out
+    }
+
+    pub fn circuits(&self) -> Vec<CircuitInfo> {
+        let mut out: Vec<CircuitInfo> = self
+            .circuits
+            .iter()
+            .filter(|(_, c)| c.established)
+            .map(|(id, c)| CircuitInfo {
+                id: *id,
+                src: c.src,
+                dst: c.dst,
+                bytes_src_to_dst: c.counters.src_to_dst.load(Ordering::Relaxed),
+                bytes_dst_to_src: c.counters.dst_to_src.load(Ordering::Relaxed),
+                opened: c.opened,
+                age: c.opened_at.elapsed(),
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// The addresses handed out in reservations.
+    pub fn relay_addrs(&self) -> Vec<Multiaddr> {
+        self.external
+            .iter()
+            .map(|a| {
+                if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                    a.clone()
+                } else {
+                    a.clone().with(Protocol::P2p(self.local))
+                }
+            })
+            .collect()
+    }
+
+    /// Ends every circuit (they report `shutdown`); used when the relay stops.
+    pub fn stop_circuits(&mut self) {
+        if let Some(tx) = self.stop_tx.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn limit(&self) -> Option<Limit> {
+        let duration = self
+            .config
+            .circuit_duration
+            .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
+        let data = self.config.circuit_data;
+        (duration.is_some() || data.is_some()).then_some(Limit { duration, data })
+    }
+
+    fn deny(&mut self, stream: Stream, refusal: Refusal) {
+        *self.stats.denials.entry(refusal.as_str()).or_default() += 1;
+        let msg = HopMessage::status(refusal.status()).encode();
+        async_std::task::spawn(async move {
+            let mut stream = stream;
+            let _ =
+                async_std::future::timeout(REQUEST_TIMEOUT, proto::write_frame(&mut stream, &msg))
+                    .await;
+        });
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        conn: ConnectionId,
+        stream: Stream,
+        msg: Result<HopMessage, ReadError>,
+    ) {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(ReadError::Malformed(_)) => {
+                self.deny(stream, Refusal::Malformed);
+                self.emit(Event::RequestDenied {
+                    peer,
+                    refusal: Refusal::Malformed,
+                });
+                return;
+            }
+            // The peer went away or never sent its request: nobody to answer.
+            Err(ReadError::Io(_)) => return,
+        };
+        match msg.kind {
+            Some(hop_type::RESERVE) => self.reserve(peer, conn, stream),
+            Some(hop_type::CONNECT) => self.connect(peer, conn, stream, msg),
+            Some(hop_type::STATUS) => {
+                self.deny(stream, Refusal::Unexpected);
+                self.emit(Event::RequestDenied {
+                    peer,
+                    refusal: Refusal::Unexpected,
+                });
+            }
+            _ => {
+                self.deny(stream, Refusal::Malformed);
+                self.emit(Event::RequestDenied {
+                    peer,
+                    refusal: Refusal::Malformed,
+                });
+            }
+        }
+    }
+
+    fn reserve(&mut self, peer: PeerId, conn: ConnectionId, stream: Stream) {
+        let Some(c) = self.connections.get(&conn) else {
+            return;
+        };
+        let decision = if c.relayed {
+            Err(Refusal::RelayedConnection)
+        } else {
+            self.gate.reserve(&peer, &c.remote)
+        };
+        let held = self.reservations.get(&peer).map_or(0, Vec::len);
+        let renewal = self
+            .reservations
+            .get(&peer)
+            .is_some_and(|slots| slots.iter().any(|s| s.conn == conn));
+        let decision = decision.and_then(|()| {
+            if renewal {
+                return Ok(());
+            }
+            if self.reservation_count >= self.config.max_reservations {
+                return Err(Refusal::ReservationsFull);
+            }
+            if held >= self.config.max_reservations_per_peer {
+                return Err(Refusal::PeerReservationsFull);
+            }
+            Ok(())
+        });
+        if let Err(refusal) = decision {
+            self.deny(stream, refusal);
+            self.emit(Event::ReservationDenied { peer, refusal });
+            return;
+        }
+
+        let ttl = self.config.reservation_ttl;
+        let now = unix_now();
+        let expires = now + ttl.as_secs();
+        let expires_at = Instant::now() + ttl;
+        let slots = self.reservations.entry(peer).or_default();
+        match slots.iter_mut().find(|s| s.conn == conn) {
+            Some(slot) => {
+                slot.expires = expires;
+                slot.expires_at = expires_at;
+                slot.renewals += 1;
+                self.stats.reservations_renewed += 1;
+            }
+            None => {
+                slots.push(Slot {
+                    conn,
+                    expires_at,
+                    expires,
+                    created: now,
+                    renewals: 0,
+                });
+                self.reservation_count += 1;
+                self.stats.reservations_created += 1;
+                self.queue.push_back(ToSwarm::NotifyHandler {
+                    peer_id: peer,
+                    handler: NotifyHandler::One(conn),
+                    event: FromBehaviour::Reserved(true),
+                });
+            }
+        }
+        self.expiries.push(Reverse((expires_at, peer, conn)));
+
+        let addrs: Vec<Vec<u8>> = self.relay_addrs().iter().map(|a| a.to_vec()).collect();
+        let voucher = proto::encode_voucher(&self.local.to_bytes(), &peer.to_bytes(), expires);
+        let voucher = SignedEnvelope::new(
+            &self.key,
+            proto::VOUCHER_DOMAIN.to_string(),
+            proto::VOUCHER_PAYLOAD_TYPE.to_vec(),
+            voucher,
+        )
+        .ok()
+        .map(SignedEnvelope::into_protobuf_encoding);
+        let reply = HopMessage {
+            kind: Some(hop_type::STATUS),
+            reservation: Some(proto::Reservation {
+                expire: expires,
+                addrs,
+                voucher,
+            }),
+            limit: self.limit(),
+            status: Some(Status::Ok as u64),
+            peer: None,
+        }
+        .encode();
+        async_std::task::spawn(async move {
+            let mut stream = stream;
+            let _ = async_std::future::timeout(
+                REQUEST_TIMEOUT,
+                proto::write_frame(&mut stream, &reply),
+            )
+            .await;
+        });
+        self.emit(Event::ReservationCreated {
+            peer,
+            renewed: renewal,
+            expires,
+        });
+    }
+
+    fn connect(&mut self, src: PeerId, src_conn: ConnectionId, stream: Stream, msg: HopMessage) {
+        let Some(c) = self.connections.get(&src_conn) else {
+            return;
+        };
+        let dst = msg
+            .peer
+            .as_ref()
+            .and_then(|p| PeerId::from_bytes(&p.id).ok());
+        let decision = if c.relayed {
+            Err(Refusal::RelayedConnection)
+        } else {
+            match dst {
+                None => Err(Refusal::Malformed),
+                Some(dst) if dst == src => Err(Refusal::SelfCircuit),
+                Some(dst) => self.gate.connect(&src, &c.remote, &dst),
+            }
+        };
+        let decision = decision.and_then(|()| {
+            let dst = dst.expect("checked above");
+            let slot = self
+                .reservations
+                .get(&dst)
+                .and_then(|slots| slots.iter().max_by_key(|s| s.expires_at))
+                .ok_or(Refusal::NoReservation)?;
+            let per_peer = |p: &PeerId| self.circuits_per_peer.get(p).copied().unwrap_or(0);
+            if self.circuits.len() >= self.config.max_circuits {
+                Err(Refusal::CircuitsFull)
+            } else if per_peer(&src) >= self.config.max_circuits_per_peer
+                || per_peer(&dst) >= self.config.max_circuits_per_peer
+            {
+                Err(Refusal::PeerCircuitsFull)
+            } else {
+                Ok(slot.conn)
+            }
+        });
+        let dst_conn = match decision {
+            Ok(conn) => conn,
+            Err(refusal) => {
+                self.deny(stream, refusal);
+                self.emit(Event::CircuitDenied { src, dst, refusal });
+                return;
+            }
+        };
+        let dst = dst.expect("checked above");
+
+        let id = self.next_circuit;
+        self.next_circuit += 1;
+        *self.circuits_per_peer.entry(src).or_default() += 1;
+        *self.circuits_per_peer.entry(dst).or_default() += 1;
+        self.circuits.insert(
+            id,
+            Circuit {
+                src,
+                dst,
+                src_conn,
+                dst_conn,
+                opened_at: Instant::now(),
+                opened: unix_now(),
+                counters: Arc::new(Counters::default()),
+                established: false,
+            },
+        );
+        self.waiting.insert(id, stream);
+        self.queue.push_back(ToSwarm::NotifyHandler {
+            peer_id: dst,
+            handler: NotifyHandler::One(dst_conn),
+            event: FromBehaviour::OpenStop(id),
+        });
+    }
+
+    /// The destination accepted a stop stream: run the circuit.
+    fn on_stop_stream(&mut self, id: CircuitId, stop: Stream) {
+        let (Some(src_stream), Some(c)) = (self.waiting.remove(&id), self.circuits.get(&id)) else {
+            return; // the source left meanwhile; dropping `stop` resets it
+        };
+        let src = c.src;
+        let limit = self.limit();
+        let counters = c.counters.clone();
+        let data = self.config.circuit_data;
+        let duration = self.config.circuit_duration;
+        let reports = self.reports_tx.clone();
+        let shutdown = self.stop.clone();
+        async_std::task::spawn(async move {
+            let mut src_stream = src_stream;
+            let mut stop = stop;
+            let accepted =
+                async_std::future::timeout(REQUEST_TIMEOUT, stop_handshake(&mut stop, src, limit))
+                    .await
+                    .unwrap_or(false);
+            if !accepted {
+                let msg = HopMessage::status(Status::ConnectionFailed).encode();
+                let _ = async_std::future::timeout(
+                    REQUEST_TIMEOUT,
+                    proto::write_frame(&mut src_stream, &msg),
+                )
+                .await;
+                let _ = reports.unbounded_send(Report::StopRefused(id));
+                return;
+            }
+            let ok = HopMessage {
+                kind: Some(hop_type::STATUS),
+                limit,
+                status: Some(Status::Ok as u64),
+                ..Default::default()
+            }
+            .encode();
+            if proto::write_frame(&mut src_stream, &ok).await.is_err() {
+                let _ = reports.unbounded_send(Report::Ended(id, End::Reset));
+                return;
+            }
+            let _ = reports.unbounded_send(Report::Established(id));
+            let stop_signal = shutdown.map(|_| ());
+            let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal).await;
+            let _ = reports.unbounded_send(Report::Ended(id, end));
+        });
+    }
+
+    fn fail_waiting(&mut self, id: CircuitId) {
+        if let Some(stream) = self.waiting.remove(&id) {
+            self.deny(stream, Refusal::ConnectionFailed);
+        } else {
+            *self
+                .stats
+                .denials
+                .entry(Refusal::ConnectionFailed.as_str())
+                .or_default() += 1;
+        }
+        if let Some(c) = self.release(id) {
+            self.stats.circuits_failed += 1;
+            self.emit(Event::CircuitDenied {
+                src: c.src,
+                dst: Some(c.dst),
+                refusal: Refusal::ConnectionFailed,
+            });
+        }
+    }
+
+    fn release(&mut self, id: CircuitId) -> Option<Circuit> {
+        let c = self.circuits.remove(&id)?;
+        for p in [c.src, c.dst] {
+            if let Some(n) = self.circuits_per_peer.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.circuits_per_peer.remove(&p);
+                }
+            }
+        }
+        Some(c)
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Request(r) => {
+                let Request {
+                    peer,
+                    conn,
+                    stream,
+                    msg,
+                } = *r;
+                self.on_request(peer, conn, stream, msg)
+            }
+            Report::Established(id) => {
+                if let Some(c) = self.circuits.get_mut(&id) {
+                    c.established = true;
+                    self.stats.circuits_opened += 1;
+                    let (src, dst) = (c.src, c.dst);
+                    self.emit(Event::CircuitOpened { id, src, dst });
+                }
+            }
+            Report::StopRefused(id) => {
+                *self
+                    .stats
+                    .denials
+                    .entry(Refusal::ConnectionFailed.as_str())
+                    .or_default() += 1;
+                if let Some(c) = self.release(id) {
+                    self.stats.circuits_failed += 1;
+                    self.emit(Event::CircuitDenied {
+                        src: c.src,
+                        dst: Some(c.dst),
+                        refusal: Refusal::ConnectionFailed,
+                    });
+                }
+            }
+            Report::Ended(id, end) => {
+                if let Some(c) = self.release(id) {
+                    let up = c.counters.src_to_dst.load(Ordering::Relaxed);
+                    let down = c.counters.dst_to_src.load(Ordering::Relaxed);
+                    self.stats.bytes_src_to_dst += up;
+                    self.stats.bytes_dst_to_src += down;
+                    if c.established {
+                        self.stats.circuits_closed += 1;
+                    }
+                    self.emit(Event::CircuitClosed(ClosedCircuit {
+                        id,
+                        src: c.src,
+                        dst: c.dst,
+                        bytes_src_to_dst: up,
+                        bytes_dst_to_src: down,
+                        duration: c.opened_at.elapsed(),
+                        reason: end.as_str(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, peer, conn))) = self.expiries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            let Some(slots) = self.reservations.get_mut(&peer) else {
+                continue;
+            };
+            // Renewals leave stale heap entries behind; only the current deadline counts.
+            let Some(i) = slots
+                .iter()
+                .position(|s| s.conn == conn && s.expires_at == at)
+            else {
+                continue;
+            };
+            slots.swap_remove(i);
+            if slots.is_empty() {
+                self.reservations.remove(&peer);
+            }
+            self.reservation_count -= 1;
+            self.stats.reservations_expired += 1;
+            self.queue.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(conn),
+                event: FromBehaviour::Reserved(false),
+            });
+            self.emit(Event::ReservationEnded {
+                peer,
+                reason: "expired",
+            });
+        }
+    }
+
+    fn on_connection_closed(&mut self, peer: PeerId, conn: ConnectionId) {
+        self.connections.remove(&conn);
+        if let Some(slots) = self.reservations.get_mut(&peer) {
+            let before = slots.len();
+            slots.retain(|s| s.conn != conn);
+            let dropped = before - slots.len();
+            if slots.is_empty() {
+                self.reservations.remove(&peer);
+            }
+            if dropped > 0 {
+                self.reservation_count -= dropped;
+                self.stats.reservations_closed += dropped as u64;
+                self.emit(Event::ReservationEnded {
+                    peer,
+                    reason: "disconnected",
+                });
+            }
+        }
+        let waiting_on_conn: Vec<CircuitId> = self
+            .circuits
+            .iter()
+            .filter(|(id, c)| {
+                !c.established
+                    && self.waiting.contains_key(id)
+                    && (c.dst_conn == conn || c.src_conn == conn)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting_on_conn {
+            self.fail_waiting(id);
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.queue.push_back(ToSwarm::GenerateEvent(event));
+    }
+}
+
+/// Sends CONNECT on the stop stream and waits for the destination's OK.
+async fn stop_handshake(stop: &mut Stream, src: PeerId, limit: Option<Limit>) -> bool {
+    let msg = StopMessage {
+        kind: Some(stop_type::CONNECT),
+        peer: Some(proto::Peer {
+            id: src.to_bytes(),
+            addrs: Vec::new(),
+        }),
+        limit,
+        status: None,
+    }
+    .encode();
+    if proto::write_frame(stop, &msg).await.is_err() {
+        return false;
+    }
+    match proto::read_frame(stop)
+        .await
+        .map(|b| StopMessage::decode(&b))
+    {
+        Ok(Ok(reply)) => {
+            reply.kind == Some(stop_type::STATUS) && reply.status == Some(Status::Ok as u64)
+        }
+        _ => false,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::default())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::default())
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(e) => {
+                let remote = e.endpoint.get_remote_address().clone();
+                let relayed = remote.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+                self.connections
+                    .insert(e.connection_id, Conn { remote, relayed });
+            }
+            FromSwarm::ConnectionClosed(e) => self.on_connection_closed(e.peer_id, e.connection_id),
+            FromSwarm::ExternalAddrConfirmed(e) if !self.external.contains(e.addr) => {
+                self.external.push(e.addr.clone());
+            }
+            FromSwarm::ExternalAddrExpired(e) => self.external.retain(|a| a != e.addr),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        conn: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            ToBehaviour::HopStream(stream) => {
+                let reports = self.reports_tx.clone();
+                async_std::task::spawn(async move {
+                    let mut stream = stream;
+                    let msg = match async_std::future::timeout(
+                        REQUEST_TIMEOUT,
+                        proto::read_frame(&mut stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(bytes)) => {
+                            HopMessage::decode(&bytes).map_err(|e| ReadError::Malformed(e.0))
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(ReadError::Io(std::io::ErrorKind::TimedOut.into())),
+                    };
+                    let _ = reports.unbounded_send(Report::Request(Box::new(Request {
+                        peer,
+                        conn,
+                        stream,
+                        msg,
+                    })));
+                });
+            }
+            ToBehaviour::StopStream(id, stream) => self.on_stop_stream(id, stream),
+            ToBehaviour::StopFailed(id, error) => {
+                log::debug!(event = "stop_failed", circuitId = id, peerId = peer.to_string().as_str(), error = error.as_str(); "");
+                self.fail_waiting(id)
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Poll::Ready(e);
+            }
+            if let Poll::Ready(Some(report)) = self.reports_rx.poll_next_unpin(cx) {
+                self.on_report(report);
+                continue;
+            }
+            if self.expiry_timer.poll_unpin(cx).is_ready() {
+                self.expiry_timer.reset(EXPIRY_TICK);
+                self.expire();
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}

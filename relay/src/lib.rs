@@ -1,0 +1,11 @@
+//! The relay as a library: the binary `bsv-p2p-relay` is a thin shell over
+//! it, and the end-to-end tests use its wire types to speak the hop protocol
+//! byte for byte.
+
+pub mod behaviour;
+pub mod config;
+pub mod hop;
+pub mod identity;
+pub mod logging;
+pub mod ping;
+pub mod relay;
