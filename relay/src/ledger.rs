@@ -1,0 +1,144 @@
+//! The relay's books on connections: what is open now (by direction and
+//! transport) and running totals, kept by the swarm loop from swarm events so
+//! that `status`, `stats` and `peers` answer without touching the network.
+//! Reservations and circuits are counted by the hop behaviour itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Tcp,
+    Websocket,
+}
+
+impl Transport {
+    pub fn of(addr: &Multiaddr) -> Self {
+        if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+            Self::Websocket
+        } else {
+            Self::Tcp
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Websocket => "websocket",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: PeerId,
+    pub direction: Direction,
+    pub transport: Transport,
+    pub remote: Multiaddr,
+    pub opened_at: Instant,
+    pub opened_unix_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    open: HashMap<ConnectionId, Connection>,
+    pub opened_total: u64,
+    pub closed_total: u64,
+    /// Failures that are not refusals: listener errors, failed handshakes, …
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Agent versions learned through identify, while the peer is connected.
+    agents: HashMap<PeerId, String>,
+}
+
+impl Ledger {
+    pub fn opened(&mut self, id: ConnectionId, peer: PeerId, endpoint: &ConnectedPoint) -> &Connection {
+        let (direction, remote) = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => (Direction::Outbound, address.clone()),
+            ConnectedPoint::Listener { send_back_addr, .. } => (Direction::Inbound, send_back_addr.clone()),
+        };
+        self.opened_total += 1;
+        self.open.entry(id).or_insert(Connection {
+            peer,
+            direction,
+            transport: Transport::of(endpoint.get_remote_address()),
+            remote,
+            opened_at: Instant::now(),
+            opened_unix_ms: unix_ms(),
+        })
+    }
+
+    pub fn closed(&mut self, id: ConnectionId, remaining: u32) -> Option<Connection> {
+        let c = self.open.remove(&id)?;
+        self.closed_total += 1;
+        if remaining == 0 {
+            self.agents.remove(&c.peer);
+        }
+        Some(c)
+    }
+
+    pub fn error(&mut self, kind: &'static str) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+
+    pub fn identified(&mut self, peer: PeerId, agent: String) {
+        if self.open.values().any(|c| c.peer == peer) {
+            self.agents.insert(peer, agent);
+        }
+    }
+
+    pub fn agent(&self, peer: &PeerId) -> Option<&str> {
+        self.agents.get(peer).map(String::as_str)
+    }
+
+    pub fn count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn count_by(&self) -> BTreeMap<(Direction, Transport), u64> {
+        let mut m = BTreeMap::new();
+        for c in self.open.values() {
+            *m.entry((c.direction, c.transport)).or_default() += 1;
+        }
+        m
+    }
+
+    /// Open connections grouped by peer, peers in a stable order.
+    pub fn by_peer(&self) -> BTreeMap<PeerId, Vec<&Connection>> {
+        let mut m: BTreeMap<PeerId, Vec<&Connection>> = BTreeMap::new();
+        for c in self.open.values() {
+            m.entry(c.peer).or_default().push(c);
+        }
+        for v in m.values_mut() {
+            v.sort_by_key(|c| c.opened_at);
+        }
+        m
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.by_peer().len()
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,334 @@
+//! `bsv-p2p-bench`: what a circuit through the relay costs, measured with
+//! rust-libp2p peers on loopback. Peer A reserves on the relay, peer B dials A
+//! through it, and each scenario pushes traffic over such circuits. Without
+//! `--relay` it starts our relay binary (unlimited circuits) and charges the
+//! relay process's CPU time to the bytes relayed.
+//!
+//! Each scenario is one async function returning one JSON object; adding a
+//! scenario is adding a function and a row in [`SCENARIOS`].
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use bsv_p2p_tests::client::{timed, ClientEvent};
+use bsv_p2p_tests::probes::quantile;
+use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, Signal};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use libp2p::{Multiaddr, PeerId};
+use serde_json::{json, Map, Value};
+
+const GIB: f64 = (1u64 << 30) as f64;
+const MIB: u64 = 1 << 20;
+
+/// Circuit relay benchmark: throughput and round trips through one relay.
+#[derive(FromArgs)]
+struct Args {
+    /// relay to measure (multiaddr ending in /p2p/<id>); default: start bsv-p2p-relay on loopback
+    #[argh(option)]
+    relay: Option<Multiaddr>,
+    /// bytes sent one way through a circuit (default 256 MiB)
+    #[argh(option, default = "256 * MIB")]
+    bytes: u64,
+    /// ping round trips per path (default 1000)
+    #[argh(option, default = "1000")]
+    pings: usize,
+    /// circuits run side by side in the concurrent scenario (default 8)
+    #[argh(option, default = "8")]
+    circuits: usize,
+    /// comma-separated scenarios to run (default: all of circuit_throughput,
+    /// circuit_rtt, concurrent_circuits)
+    #[argh(option)]
+    scenarios: Option<String>,
+    /// print one JSON object per scenario instead of readable lines
+    #[argh(switch)]
+    json: bool,
+}
+
+type Scenario = for<'a> fn(&'a Bench) -> BoxFuture<'a, Result<Map<String, Value>, String>>;
+
+/// Every scenario, in the order they run.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("circuit_throughput", |b| circuit_throughput(b).boxed()),
+    ("circuit_rtt", |b| circuit_rtt(b).boxed()),
+    ("concurrent_circuits", |b| concurrent_circuits(b).boxed()),
+];
+
+/// What every scenario runs against.
+struct Bench {
+    relay_addr: Multiaddr,
+    /// The relay process when the bench started it: its CPU time is measured.
+    relay: Option<Relay>,
+    bytes: u64,
+    pings: usize,
+    circuits: usize,
+}
+
+/// A circuit from `b` to `a` through the relay.
+struct Pair {
+    a: Client,
+    b: Client,
+    /// The relay's identify agent, e.g. `bsv-p2p-relay/0.1.0`.
+    relay_agent: String,
+    /// The `Limit` the relay put on the circuit, if any.
+    limit: Option<String>,
+}
+
+impl Bench {
+    async fn pair(&self) -> Result<Pair, String> {
+        let a = Client::start(ClientOptions::default()).await?;
+        let b = Client::start(ClientOptions::default()).await?;
+        a.reserve(&self.relay_addr).await?;
+        let relay_peer = b.connect(&self.relay_addr).await?;
+        let from = b.seq().await?;
+        b.dial_via(&self.relay_addr, a.peer_id()).await?;
+        let (_, circuit) = b
+            .wait_event(from, Duration::from_secs(10), |e| {
+                matches!(e, ClientEvent::OutboundCircuit { .. })
+            })
+            .await?;
+        let limit = match circuit {
+            ClientEvent::OutboundCircuit { limit, .. } => limit.map(|l| format!("{l:?}")),
+            _ => None,
+        };
+        let (_, identified) = b
+            .wait_event(
+                0,
+                Duration::from_secs(10),
+                move |e| matches!(e, ClientEvent::Identified { peer, .. } if *peer == relay_peer),
+            )
+            .await?;
+        let relay_agent = match identified {
+            ClientEvent::Identified { agent, .. } => agent,
+            _ => String::new(),
+        };
+        Ok(Pair {
+            a,
+            b,
+            relay_agent,
+            limit,
+        })
+    }
+
+    fn relay_cpu(&self) -> Option<f64> {
+        self.relay
+            .as_ref()
+            .and_then(Relay::usage)
+            .map(|u| u.cpu_seconds)
+    }
+
+    fn relay_rss(&self) -> Option<u64> {
+        self.relay
+            .as_ref()
+            .and_then(Relay::usage)
+            .map(|u| u.rss_bytes)
+    }
+}
+
+fn own_cpu() -> f64 {
+    procfs::usage(std::process::id()).map_or(0.0, |u| u.cpu_seconds)
+}
+
+fn relay_name(agent: &str) -> &str {
+    agent.split('/').next().unwrap_or(agent)
+}
+
+/// Bytes one way through one circuit, as fast as it goes.
+async fn circuit_throughput(bench: &Bench) -> Result<Map<String, Value>, String> {
+    let pair = bench.pair().await?;
+    let to = pair.a.peer_id();
+    pair.b.sink(to, MIB, Duration::from_secs(30)).await?;
+    let (relay_cpu, own) = (bench.relay_cpu(), own_cpu());
+    let done = pair
+        .b
+        .sink(to, bench.bytes, transfer_limit(bench.bytes))
+        .await?;
+    let relay_cpu = relay_cpu.zip(bench.relay_cpu()).map(|(a, b)| b - a);
+    let gib = done.bytes as f64 / GIB;
+    Ok(json!({
+        "relay": relay_name(&pair.relay_agent),
+        "relay_agent": pair.relay_agent,
+        "circuit_limit": pair.limit,
+        "bytes": done.bytes,
+        "secs": round(done.elapsed.as_secs_f64(), 3),
+        "mb_per_s": round(done.mb_per_s(), 1),
+        "relay_cpu_s": relay_cpu.map(|c| round(c, 3)),
+        "relay_cpu_s_per_gib": relay_cpu.map(|c| round(c / gib, 3)),
+        "clients_cpu_s_per_gib": round((own_cpu() - own) / gib, 3),
+        "relay_rss_bytes": bench.relay_rss(),
+    })
+    .as_object()
+    .cloned()
+    .expect("object"))
+}
+
+/// 32-byte ping round trips on one stream: through the circuit to A, and
+/// straight to the relay over B's own connection.
+async fn circuit_rtt(bench: &Bench) -> Result<Map<String, Value>, String> {
+    let pair = bench.pair().await?;
+    let relay_peer = bsv_p2p_tests::client::peer_of(&bench.relay_addr)
+        .ok_or("the relay address has no /p2p/<peer>")?;
+    let through = rtts(&pair.b, pair.a.peer_id(), bench.pings).await?;
+    let direct = rtts(&pair.b, relay_peer, bench.pings).await?;
+    let us = |d: Duration| d.as_micros() as u64;
+    Ok(json!({
+        "relay": relay_name(&pair.relay_agent),
+        "rounds": bench.pings,
+        "p50_us": us(quantile(&through, 0.5)),
+        "p99_us": us(quantile(&through, 0.99)),
+        "max_us": us(quantile(&through, 1.0)),
+        "direct_p50_us": us(quantile(&direct, 0.5)),
+        "direct_p99_us": us(quantile(&direct, 0.99)),
+        "direct_max_us": us(quantile(&direct, 1.0)),
+    })
+    .as_object()
+    .cloned()
+    .expect("object"))
+}
+
+/// Ping round trips to `peer` after a short warm-up on the same stream.
+async fn rtts(from: &Client, peer: PeerId, rounds: usize) -> Result<Vec<Duration>, String> {
+    let warm = 20;
+    let all = from.ping(peer, warm + rounds).await?;
+    Ok(all[warm..].to_vec())
+}
+
+/// `--circuits` pairs, each sending its share of `--bytes` at the same time.
+async fn concurrent_circuits(bench: &Bench) -> Result<Map<String, Value>, String> {
+    let n = bench.circuits.max(1);
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        pairs.push(bench.pair().await?);
+    }
+    let share = bench.bytes / n as u64;
+    let (relay_cpu, own) = (bench.relay_cpu(), own_cpu());
+    let started = Instant::now();
+    let sends = pairs
+        .iter()
+        .map(|p| p.b.sink(p.a.peer_id(), share, transfer_limit(bench.bytes)));
+    let results = futures::future::join_all(sends).await;
+    let secs = started.elapsed().as_secs_f64();
+    let relay_cpu = relay_cpu.zip(bench.relay_cpu()).map(|(a, b)| b - a);
+    let mut slowest = 0.0f64;
+    for r in results {
+        slowest = slowest.max(r?.elapsed.as_secs_f64());
+    }
+    let total = share * n as u64;
+    let gib = total as f64 / GIB;
+    Ok(json!({
+        "relay": relay_name(&pairs[0].relay_agent),
+        "circuits": n,
+        "bytes": total,
+        "secs": round(secs, 3),
+        "mb_per_s": round(total as f64 / 1e6 / secs.max(1e-9), 1),
+        "slowest_circuit_secs": round(slowest, 3),
+        "relay_cpu_s_per_gib": relay_cpu.map(|c| round(c / gib, 3)),
+        "clients_cpu_s_per_gib": round((own_cpu() - own) / gib, 3),
+        "relay_rss_bytes": bench.relay_rss(),
+    })
+    .as_object()
+    .cloned()
+    .expect("object"))
+}
+
+/// Generous bound for a transfer: 10 MB/s at worst, and a minute at least.
+fn transfer_limit(bytes: u64) -> Duration {
+    Duration::from_secs(60 + bytes / 10_000_000)
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+fn print(name: &str, fields: Map<String, Value>, as_json: bool) {
+    if as_json {
+        let mut line = Map::new();
+        line.insert("scenario".into(), name.into());
+        line.extend(fields);
+        println!("{}", Value::Object(line));
+    } else {
+        let parts: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                _ => format!("{k}={v}"),
+            })
+            .collect();
+        println!("{name}: {}", parts.join(" "));
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let selected: Vec<&(&str, Scenario)> = match &args.scenarios {
+        None => SCENARIOS.iter().collect(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match SCENARIOS.iter().find(|(n, _)| *n == name) {
+                    Some(s) => out.push(s),
+                    None => {
+                        let known: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+                        eprintln!(
+                            "error: unknown scenario {name:?}; known: {}",
+                            known.join(", ")
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            out
+        }
+    };
+
+    let relay = match &args.relay {
+        Some(_) => None,
+        None => Some(Relay::start(json!({
+            "mode": "relay",
+            "relay": { "circuits": { "unlimited": true } }
+        }))),
+    };
+    let relay_addr = match (&args.relay, &relay) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(r)) => r.tcp_addr(),
+        (None, None) => unreachable!("started above"),
+    };
+    let mut bench = Bench {
+        relay_addr,
+        relay,
+        bytes: args.bytes,
+        pings: args.pings,
+        circuits: args.circuits,
+    };
+
+    let mut failed = false;
+    for (name, scenario) in selected {
+        let outcome = async_std::task::block_on(timed(
+            transfer_limit(bench.bytes) * 2,
+            name,
+            scenario(&bench),
+        ));
+        match outcome.and_then(|r| r) {
+            Ok(fields) => print(name, fields, args.json),
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+
+    if let Some(relay) = bench.relay.as_mut() {
+        if let Err(e) = relay.stop(Signal::Term, Duration::from_secs(15)) {
+            eprintln!("error: stopping the relay: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
