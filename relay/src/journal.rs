@@ -14,7 +14,10 @@ pub type Entry = (u64, Vec<u8>);
 #[derive(Debug, PartialEq)]
 pub enum Read {
     /// Events `from..to` (inclusive) were pruned before being read.
-    Gap { from: u64, to: u64 },
+    Gap {
+        from: u64,
+        to: u64,
+    },
     Events(Vec<Entry>),
 }
 
@@ -56,7 +59,12 @@ impl Journal {
             Ok(None) => stored_next(&db).unwrap_or(1),
             Err(e) => return Err(format!("{}: event journal unreadable: {e}", dir.display())),
         };
-        let bytes = events.iter().values().flatten().map(|v| v.len() as u64).sum();
+        let bytes = events
+            .iter()
+            .values()
+            .flatten()
+            .map(|v| v.len() as u64)
+            .sum();
         Ok(Self {
             db,
             events,
@@ -104,7 +112,9 @@ impl Journal {
         if w.next % 1024 == 0 {
             let _ = self.db.insert("next", &w.next.to_be_bytes());
         }
-        while w.next - w.first > self.max_events || (w.bytes > self.max_bytes && w.next - w.first > 1) {
+        while w.next - w.first > self.max_events
+            || (w.bytes > self.max_bytes && w.next - w.first > 1)
+        {
             match self.events.remove(w.first.to_be_bytes()) {
                 Ok(Some(old)) => w.bytes = w.bytes.saturating_sub(old.len() as u64),
                 Ok(None) => {}
@@ -120,7 +130,10 @@ impl Journal {
         let first = self.lock().first;
         let from = from.max(1);
         if from < first {
-            return Ok(Read::Gap { from, to: first - 1 });
+            return Ok(Read::Gap {
+                from,
+                to: first - 1,
+            });
         }
         let mut out = Vec::new();
         for item in self.events.range(from.to_be_bytes()..).take(limit) {
@@ -176,13 +189,16 @@ mod tests {
         {
             let j = Journal::open(&dir, 100, 1 << 20).unwrap();
             for _ in 0..5 {
-                j.append(|seq| format!("{{\"seq\":{seq}}}").into_bytes()).unwrap();
+                j.append(|seq| format!("{{\"seq\":{seq}}}").into_bytes())
+                    .unwrap();
             }
             j.flush().unwrap();
         }
         let j = Journal::open(&dir, 100, 1 << 20).unwrap();
         assert_eq!(j.next_seq(), 6);
-        let Read::Events(ev) = j.read_from(4, 10).unwrap() else { panic!("gap") };
+        let Read::Events(ev) = j.read_from(4, 10).unwrap() else {
+            panic!("gap")
+        };
         assert_eq!(ev.iter().map(|e| e.0).collect::<Vec<_>>(), [4, 5]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -196,7 +212,9 @@ mod tests {
         }
         assert_eq!(j.len(), 3);
         assert_eq!(j.read_from(2, 10).unwrap(), Read::Gap { from: 2, to: 7 });
-        let Read::Events(ev) = j.read_from(8, 10).unwrap() else { panic!("gap") };
+        let Read::Events(ev) = j.read_from(8, 10).unwrap() else {
+            panic!("gap")
+        };
         assert_eq!(ev.len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }

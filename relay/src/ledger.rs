@@ -34,7 +34,10 @@ pub enum Transport {
 
 impl Transport {
     pub fn of(addr: &Multiaddr) -> Self {
-        if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+        if addr
+            .iter()
+            .any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
+        {
             Self::Websocket
         } else {
             Self::Tcp
@@ -71,10 +74,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn opened(&mut self, id: ConnectionId, peer: PeerId, endpoint: &ConnectedPoint) -> &Connection {
+    pub fn opened(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        endpoint: &ConnectedPoint,
+    ) -> &Connection {
         let (direction, remote) = match endpoint {
             ConnectedPoint::Dialer { address, .. } => (Direction::Outbound, address.clone()),
-            ConnectedPoint::Listener { send_back_addr, .. } => (Direction::Inbound, send_back_addr.clone()),
+            ConnectedPoint::Listener { send_back_addr, .. } => {
+                (Direction::Inbound, send_back_addr.clone())
+            }
         };
         self.opened_total += 1;
         self.open.entry(id).or_insert(Connection {
@@ -140,5 +150,7 @@ impl Ledger {
 }
 
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
