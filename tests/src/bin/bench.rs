@@ -1,8 +1,8 @@
 //! `bsv-p2p-bench`: what a circuit through the relay costs, measured with
 //! rust-libp2p peers on loopback. Peer A reserves on the relay, peer B dials A
 //! through it, and each scenario pushes traffic over such circuits. Without
-//! `--relay` it starts our relay binary (unlimited circuits) and charges the
-//! relay process's CPU time to the bytes relayed.
+//! `--relay` it starts our relay binary (unlimited circuits); the relay
+//! process's CPU time (ours, or `--relay-pid`'s) is charged to the bytes relayed.
 //!
 //! Each scenario is one async function returning one JSON object; adding a
 //! scenario is adding a function and a row in [`SCENARIOS`].
@@ -28,6 +28,9 @@ struct Args {
     /// relay to measure (multiaddr ending in /p2p/<id>); default: start bsv-p2p-relay on loopback
     #[argh(option)]
     relay: Option<Multiaddr>,
+    /// process ID of the --relay process, to charge its CPU time and memory
+    #[argh(option)]
+    relay_pid: Option<u32>,
     /// bytes sent one way through a circuit (default 256 MiB)
     #[argh(option, default = "256 * MIB")]
     bytes: u64,
@@ -58,8 +61,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 /// What every scenario runs against.
 struct Bench {
     relay_addr: Multiaddr,
-    /// The relay process when the bench started it: its CPU time is measured.
+    /// The relay process when the bench started it.
     relay: Option<Relay>,
+    /// The process whose CPU time and memory are charged to the relay.
+    relay_pid: Option<u32>,
     bytes: u64,
     pings: usize,
     circuits: usize,
@@ -112,17 +117,13 @@ impl Bench {
     }
 
     fn relay_cpu(&self) -> Option<f64> {
-        self.relay
-            .as_ref()
-            .and_then(Relay::usage)
+        self.relay_pid
+            .and_then(procfs::usage)
             .map(|u| u.cpu_seconds)
     }
 
     fn relay_rss(&self) -> Option<u64> {
-        self.relay
-            .as_ref()
-            .and_then(Relay::usage)
-            .map(|u| u.rss_bytes)
+        self.relay_pid.and_then(procfs::usage).map(|u| u.rss_bytes)
     }
 }
 
@@ -296,9 +297,11 @@ fn main() -> ExitCode {
         (None, Some(r)) => r.tcp_addr(),
         (None, None) => unreachable!("started above"),
     };
+    let relay_pid = relay.as_ref().map(Relay::pid).or(args.relay_pid);
     let mut bench = Bench {
         relay_addr,
         relay,
+        relay_pid,
         bytes: args.bytes,
         pings: args.pings,
         circuits: args.circuits,
