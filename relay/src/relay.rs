@@ -104,7 +104,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    drain(&mut swarm, listeners, config.shutdown_timeout).await;
+    drain(&mut swarm, &mut serving, listeners, config.shutdown_timeout).await;
     Ok(())
 }
 
@@ -277,32 +277,53 @@ impl Serving {
     }
 }
 
-/// Stops listening, closes every connection and waits (bounded by
-/// `shutdown.timeout`) for them to finish closing.
+/// Stops listening, ends every circuit, closes every connection and waits
+/// (bounded by `shutdown.timeout`) for all of it to finish, logging each
+/// circuit, reservation and connection it ends like any other.
 async fn drain(
     swarm: &mut Swarm<Behaviour>,
+    serving: &mut Serving,
     listeners: Vec<libp2p::core::transport::ListenerId>,
     timeout: Duration,
 ) {
     let started = Instant::now();
-    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
-    log::info!(event = "relay_stopping", connections = u64::from(swarm.network_info().connection_counters().num_connections()), timeoutMs = timeout.as_millis() as u64; "stopping: closing listeners and connections");
+    let connections = |swarm: &Swarm<Behaviour>| {
+        u64::from(swarm.network_info().connection_counters().num_connections())
+    };
+    let circuits = |swarm: &Swarm<Behaviour>| {
+        swarm
+            .behaviour()
+            .hop
+            .as_ref()
+            .map_or(0, |h| h.circuits_in_progress())
+    };
+    log::info!(event = "relay_stopping", connections = connections(swarm), circuits = circuits(swarm) as u64, timeoutMs = timeout.as_millis() as u64; "stopping: closing listeners, circuits and connections");
     for id in listeners {
         swarm.remove_listener(id);
     }
     if let Some(hop) = swarm.behaviour_mut().hop.as_mut() {
         hop.stop_circuits();
     }
-    for peer in peers {
-        let _ = swarm.disconnect_peer_id(peer);
-    }
     let deadline = futures_timer::Delay::new(timeout).fuse();
     futures::pin_mut!(deadline);
-    while swarm.network_info().connection_counters().num_connections() > 0 {
+    // Circuits first, so they end as `shutdown` rather than as a reset when
+    // their connections go.
+    let mut disconnected = false;
+    loop {
+        if circuits(swarm) == 0 && !disconnected {
+            let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+            for peer in peers {
+                let _ = swarm.disconnect_peer_id(peer);
+            }
+            disconnected = true;
+        }
+        if disconnected && connections(swarm) == 0 {
+            break;
+        }
         futures::select! {
-            _ = swarm.select_next_some() => {}
+            event = swarm.select_next_some() => serving.on_event(swarm, event),
             _ = deadline => {
-                log::warn!(event = "relay_stopped", remaining = u64::from(swarm.network_info().connection_counters().num_connections()); "shutdown timeout reached with connections still closing");
+                log::warn!(event = "relay_stopped", remaining = connections(swarm), circuits = circuits(swarm) as u64; "shutdown timeout reached with connections still closing");
                 return;
             }
         }

@@ -76,8 +76,9 @@ impl Feed {
 
     /// Live subscribers right now.
     pub fn subscribers(&self) -> usize {
-        self.lock().retain(|s| !s.tx.is_closed());
-        self.lock().len()
+        let mut subscribers = self.lock();
+        subscribers.retain(|s| !s.tx.is_closed());
+        subscribers.len()
     }
 
     pub(crate) fn subscribe(&self) -> Live {

@@ -253,6 +253,11 @@ impl Behaviour {
         self.reservation_count
     }
 
+    /// Circuits established or being set up.
+    pub fn circuits_in_progress(&self) -> usize {
+        self.circuits.len()
+    }
+
     pub fn circuit_count(&self) -> usize {
         self.circuits.values().filter(|c| c.established).count()
     }
