@@ -53,7 +53,11 @@ impl Event {
 /// libp2p); durations are milliseconds; `expiresAt` is unix seconds, as in
 /// the reservation voucher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum EventKind {
     ConnectionOpened {
         peer_id: String,
@@ -240,7 +244,11 @@ impl<'de> Deserialize<'de> for Event {
             .map_err(|e| D::Error::custom(format!("event {seq}: ts: {e}")))?;
         let kind = match object.get("kind") {
             Some(Value::String(kind)) => kind.clone(),
-            _ => return Err(D::Error::custom(format!("event {seq}: `kind` missing or not a string"))),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "event {seq}: `kind` missing or not a string"
+                )))
+            }
         };
         let kind = if KINDS.contains(&kind.as_str()) {
             EventKind::deserialize(Value::Object(object))
@@ -458,10 +466,15 @@ mod tests {
             "kind": "peer_banned", "peerId": "p", "reason": "r", "until": 99}))
         .unwrap();
         assert!(matches!(e.kind, EventKind::PeerBanned { .. }));
-        let err = serde_json::from_value::<Event>(json!({"seq": 2, "ts": "2025-01-31T12:00:00.000Z",
+        let err =
+            serde_json::from_value::<Event>(json!({"seq": 2, "ts": "2025-01-31T12:00:00.000Z",
             "kind": "peer_banned"}))
-        .unwrap_err();
-        assert!(err.to_string().contains("event 2 (peer_banned): missing field `peerId`"), "{err}");
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("event 2 (peer_banned): missing field `peerId`"),
+            "{err}"
+        );
     }
 
     #[test]

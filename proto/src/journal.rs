@@ -33,7 +33,10 @@ pub trait Journal: Send + Sync + 'static {
 pub enum Read {
     Events(Vec<Event>),
     /// `from..=to` were pruned; the oldest event held is `to + 1`.
-    Gap { from: u64, to: u64 },
+    Gap {
+        from: u64,
+        to: u64,
+    },
 }
 
 /// A journal in memory keeping the newest `capacity` events: for tests and

@@ -129,7 +129,10 @@ impl Request {
         let mut object = match value {
             Value::Object(object) => object,
             Value::Array(_) => {
-                return Err((Value::Null, RpcError::invalid_request("batches are not supported")))
+                return Err((
+                    Value::Null,
+                    RpcError::invalid_request("batches are not supported"),
+                ))
             }
             other => {
                 let what = kind_of(&other);
@@ -303,7 +306,12 @@ mod tests {
         let (id, e) = parse_err(r#"{"jsonrpc":"2.0","id":3}"#);
         assert_eq!(id, json!(3));
         assert!(e.message.contains("missing \"method\""), "{e}");
-        assert_eq!(parse_err(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#).1.code, -32600);
+        assert_eq!(
+            parse_err(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#)
+                .1
+                .code,
+            -32600
+        );
     }
 
     #[test]
@@ -320,7 +328,10 @@ mod tests {
         assert_eq!(ok, json!({"jsonrpc":"2.0","id":1,"result":{"a":1}}));
         let err = Response::new(json!(1), Err(RpcError::new(-32601, "nope")));
         let err = serde_json::to_value(err).unwrap();
-        assert_eq!(err, json!({"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}));
+        assert_eq!(
+            err,
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}})
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ mod tests {
         });
         assert!(!shutdown.is_fired());
         trigger.fire();
-        async_std::future::timeout(Duration::from_secs(5), early).await.unwrap();
+        async_std::future::timeout(Duration::from_secs(5), early)
+            .await
+            .unwrap();
         shutdown.wait().await;
         assert!(shutdown.is_fired());
     }

@@ -328,6 +328,11 @@ async fn drain(
             }
         }
     }
+    // Behaviours queue their last events (reservations ended by the
+    // disconnects) as connections close; hand those out before stopping.
+    while let Some(event) = swarm.select_next_some().now_or_never() {
+        serving.on_event(swarm, event);
+    }
     log::info!(event = "relay_stopped", elapsedMs = started.elapsed().as_millis() as u64; "all connections closed");
 }
 

@@ -153,14 +153,18 @@ mod tests {
             },
             json!({"peerId": "12D3KooWBad", "list": "allow"}),
         );
-        roundtrip(&AclRemoveResult { removed: false }, json!({"removed": false}));
+        roundtrip(
+            &AclRemoveResult { removed: false },
+            json!({"removed": false}),
+        );
     }
 
     #[test]
     fn a_list_other_than_allow_or_deny_is_refused() {
         let e = parse_params::<AclAdd>(Some(json!({"peerId": "p", "list": "block"}))).unwrap_err();
         assert!(e.message.contains("list: unknown variant `block`"), "{e}");
-        let e = parse_params::<AclRemove>(Some(json!({"peerId": " ", "list": "deny"}))).unwrap_err();
+        let e =
+            parse_params::<AclRemove>(Some(json!({"peerId": " ", "list": "deny"}))).unwrap_err();
         assert!(e.message.contains("peerId: expected a peer id"), "{e}");
     }
 }

@@ -33,8 +33,8 @@ pub use reservations::{Reservation, Reservations, ReservationsResult};
 pub use shutdown::{Shutdown, ShutdownParams, ShutdownResult};
 pub use snapshot::{Snapshot, SnapshotParams, SnapshotResult};
 pub use stats::{
-    BytesRelayed, CircuitStats, ConnectionStats, EventStats, ProcessStats, ReservationStats,
-    Stats, StatsResult,
+    BytesRelayed, CircuitStats, ConnectionStats, EventStats, ProcessStats, ReservationStats, Stats,
+    StatsResult,
 };
 pub use status::{Counts, Status, StatusResult};
 pub use subscribe::{Subscribe, SubscribeParams, SubscribeResult};
@@ -93,7 +93,8 @@ pub fn parse_params<M: Method>(params: Option<Value>) -> Result<M::Params, RpcEr
             format!("invalid params for {}: {detail}", M::NAME),
         )
     };
-    let object = params_object(params).map_err(|e| invalid(e.message.replace("invalid params: ", "")))?;
+    let object =
+        params_object(params).map_err(|e| invalid(e.message.replace("invalid params: ", "")))?;
     let params: M::Params =
         serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
             let path = e.path().to_string();
@@ -131,14 +132,21 @@ pub(crate) mod tests {
         assert!(parse_params::<Status>(Some(json!({}))).is_ok());
         let e = parse_params::<Status>(Some(json!({"verbose": true}))).unwrap_err();
         assert_eq!(e.code, code::INVALID_PARAMS);
-        assert!(e.message.contains("status") && e.message.contains("verbose"), "{e}");
+        assert!(
+            e.message.contains("status") && e.message.contains("verbose"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_params_name_the_field_and_the_expectation() {
         let e = parse_params::<Snapshot>(Some(json!({"path": 5}))).unwrap_err();
         assert_eq!(e.code, code::INVALID_PARAMS);
-        assert!(e.message.starts_with("invalid params for snapshot: path: invalid type"), "{e}");
+        assert!(
+            e.message
+                .starts_with("invalid params for snapshot: path: invalid type"),
+            "{e}"
+        );
         assert!(e.message.contains("expected"), "{e}");
         assert_eq!(e.data, Some(json!({"field": "path"})));
         let e = parse_params::<Snapshot>(Some(json!({}))).unwrap_err();

@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn drain_is_the_default() {
-        assert_eq!(parse_params::<Shutdown>(None).unwrap(), ShutdownParams::default());
+        assert_eq!(
+            parse_params::<Shutdown>(None).unwrap(),
+            ShutdownParams::default()
+        );
         let e = parse_params::<Shutdown>(Some(json!({"drain": "yes"}))).unwrap_err();
         assert!(e.message.contains("drain: invalid type"), "{e}");
     }

@@ -78,7 +78,11 @@ mod tests {
     fn unknown_kinds_are_refused_by_position() {
         let e = parse_params::<Subscribe>(Some(json!({"kinds": ["gap", "circut_closed"]})))
             .unwrap_err();
-        assert!(e.message.contains("kinds[1]: unknown event kind \"circut_closed\""), "{e}");
+        assert!(
+            e.message
+                .contains("kinds[1]: unknown event kind \"circut_closed\""),
+            "{e}"
+        );
         let e = parse_params::<Subscribe>(Some(json!({"kinds": []}))).unwrap_err();
         assert!(e.message.contains("empty"), "{e}");
         let e = parse_params::<Subscribe>(Some(json!({"from": 1}))).unwrap_err();

@@ -158,7 +158,10 @@ mod tests {
     fn an_unknown_method_lists_the_known_ones() {
         let e = Command::parse("staus", None).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
-        assert!(e.message.contains("\"staus\"") && e.message.contains("status"), "{e}");
+        assert!(
+            e.message.contains("\"staus\"") && e.message.contains("status"),
+            "{e}"
+        );
     }
 
     #[async_std::test]
