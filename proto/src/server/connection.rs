@@ -1,0 +1,264 @@
+//! One control client, like mini-redis's per-connection `Handler`: greet,
+//! then read a request, run it, reply, until the client leaves or the
+//! server stops. Replies (and events, when subscribed) go through a bounded
+//! queue to a writer task that gives each line a deadline: a client that
+//! stops reading is dropped after `write_timeout` and costs the server
+//! nothing but its queue meanwhile.
+
+use std::net::Shutdown as Both;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_std::channel::{bounded, Receiver, Sender};
+use async_std::future::timeout;
+use async_std::os::unix::net::UnixStream;
+use futures::AsyncWriteExt;
+use serde_json::{json, Value};
+
+use super::command::Command;
+use super::subscription::Subscription;
+use super::{Config, Feed};
+use crate::framing::{Frame, LineReader};
+use crate::jsonrpc::{self, code, Request, Response, RpcError};
+use crate::methods::{
+    major_of, parse_params, supports, Greeting, Hello, Method, Snapshot, Subscribe, SubscribeResult,
+};
+use crate::{Shutdown, MAX_LINE, PROTOCOL_VERSION};
+
+pub(super) struct Connection {
+    pub(super) client: u64,
+    pub(super) stream: UnixStream,
+    pub(super) config: Arc<Config>,
+    pub(super) commands: Sender<Command>,
+    pub(super) feed: Feed,
+    pub(super) shutdown: Shutdown,
+}
+
+/// What the request loop holds while it runs.
+struct Session {
+    conn: Connection,
+    out: Sender<Vec<u8>>,
+    /// Dropped when the request loop ends; the subscription watches it.
+    alive: (Sender<()>, Receiver<()>),
+    subscribed: bool,
+}
+
+impl Connection {
+    /// Serves the client until it leaves, is dropped, or the server stops;
+    /// returns once its socket is closed.
+    pub(super) async fn serve(self) {
+        let (out, lines) = bounded(self.config.queue_len.max(1));
+        let writer = async_std::task::spawn(write_lines(
+            self.stream.clone(),
+            lines,
+            self.config.write_timeout,
+            self.client,
+        ));
+        let greeting = jsonrpc::notification(Hello::NAME, &Greeting::new(&self.config.server));
+        if out.send(greeting).await.is_ok() {
+            let mut session = Session {
+                conn: self,
+                out,
+                alive: bounded(1),
+                subscribed: false,
+            };
+            session.read_requests().await;
+        }
+        writer.await;
+    }
+}
+
+impl Session {
+    async fn read_requests(&mut self) {
+        let mut lines = LineReader::new(self.conn.stream.clone(), MAX_LINE);
+        loop {
+            let Some(frame) = self.conn.shutdown.race(lines.next()).await else {
+                let bye = RpcError::new(code::SHUTTING_DOWN, "the relay is shutting down");
+                let _ = self
+                    .out
+                    .try_send(jsonrpc::line(&Response::new(Value::Null, Err(bye))));
+                return;
+            };
+            let replied = match frame {
+                Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => true,
+                Ok(Frame::Line(line)) => self.handle(&line).await,
+                Ok(Frame::TooLong { len }) => {
+                    let error = RpcError::new(
+                        code::INVALID_REQUEST,
+                        format!("line exceeds {MAX_LINE} bytes"),
+                    )
+                    .with_data(json!({ "bytes": len }));
+                    self.reply(Value::Null, Err(error)).await
+                }
+                Ok(Frame::Eof) => return,
+                Err(e) => {
+                    log::debug!(event = "control_client_read_failed", client = self.conn.client, error = e.to_string().as_str(); "");
+                    return;
+                }
+            };
+            if !replied {
+                return;
+            }
+        }
+    }
+
+    /// Runs one request; false once the client can no longer be written to.
+    async fn handle(&mut self, line: &[u8]) -> bool {
+        let request = match Request::parse(line) {
+            Ok(request) => request,
+            Err((id, error)) => return self.reply(id, Err(error)).await,
+        };
+        let Request {
+            id, method, params, ..
+        } = request;
+        let outcome = match method.as_str() {
+            Hello::NAME => self.hello(params),
+            Subscribe::NAME => return self.subscribe(id, params).await,
+            _ => self.ask_relay(&method, params).await,
+        };
+        match id {
+            Some(id) => self.reply(id, outcome).await,
+            // A notification gets no reply, even an error.
+            None => true,
+        }
+    }
+
+    async fn reply(&self, id: Value, outcome: Result<Value, RpcError>) -> bool {
+        let line = jsonrpc::line(&Response::new(id, outcome));
+        self.out.send(line).await.is_ok()
+    }
+
+    fn hello(&self, params: Option<Value>) -> Result<Value, RpcError> {
+        let params = parse_params::<Hello>(params)?;
+        if !supports(&params.version) {
+            let hint = if major_of(&params.version) > major_of(PROTOCOL_VERSION) {
+                "upgrade the relay, or use a client built for this version"
+            } else {
+                "upgrade the client"
+            };
+            return Err(RpcError::new(
+                code::UNSUPPORTED_VERSION,
+                format!(
+                    "this relay speaks control protocol {PROTOCOL_VERSION}, the client speaks {}; {hint}",
+                    params.version
+                ),
+            )
+            .with_data(json!({ "serverVersion": PROTOCOL_VERSION })));
+        }
+        log::debug!(event = "control_client_hello", client = self.conn.client, name = params.client.as_deref().unwrap_or("?"), version = params.version.as_str(); "");
+        Ok(
+            serde_json::to_value(Greeting::new(&self.conn.config.server))
+                .expect("a greeting serializes"),
+        )
+    }
+
+    /// Answers, then starts the event stream on this connection.
+    async fn subscribe(&mut self, id: Option<Value>, params: Option<Value>) -> bool {
+        let params = if self.subscribed {
+            Err(RpcError::new(
+                code::ALREADY_SUBSCRIBED,
+                "this connection is already subscribed; open another connection for a second stream",
+            ))
+        } else {
+            parse_params::<Subscribe>(params)
+        };
+        let params = match params {
+            Ok(params) => params,
+            Err(error) => {
+                return match id {
+                    Some(id) => self.reply(id, Err(error)).await,
+                    None => true,
+                }
+            }
+        };
+        let live = self.conn.feed.subscribe();
+        let start = match params.from_seq {
+            None => live.from,
+            // Numbers this journal never issued: it was reset. Replay it all.
+            Some(seq) if seq > live.from => 1,
+            Some(seq) => seq.max(1),
+        };
+        if let Some(id) = id {
+            let result = serde_json::to_value(SubscribeResult { next_seq: start })
+                .expect("a subscribe result serializes");
+            if !self.reply(id, Ok(result)).await {
+                return false;
+            }
+        }
+        self.subscribed = true;
+        async_std::task::spawn(
+            Subscription {
+                live,
+                cursor: start,
+                kinds: params.kinds,
+                journal: self.conn.feed.journal().clone(),
+                out: self.out.clone(),
+                alive: self.alive.1.clone(),
+                stream: self.conn.stream.clone(),
+                write_timeout: self.conn.config.write_timeout,
+                client: self.conn.client,
+            }
+            .run(),
+        );
+        true
+    }
+
+    /// Hands the request to the relay and waits, within the request timeout,
+    /// for it to be taken and answered.
+    async fn ask_relay(&self, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
+        let (command, answer) = Command::parse(method, params)?;
+        let limit = match method {
+            Snapshot::NAME => self.conn.config.snapshot_timeout,
+            _ => self.conn.config.request_timeout,
+        };
+        let started = Instant::now();
+        let busy = |what: &str| {
+            RpcError::new(
+                code::RELAY_BUSY,
+                format!(
+                    "the relay did not {what} {method} within {} ms",
+                    limit.as_millis()
+                ),
+            )
+        };
+        match timeout(limit, self.conn.commands.send(command)).await {
+            Err(_) => return Err(busy("take")),
+            Ok(Err(_)) => return Err(shutting_down()),
+            Ok(Ok(())) => {}
+        }
+        match timeout(limit.saturating_sub(started.elapsed()), answer).await {
+            Err(_) => Err(busy("answer")),
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) if self.conn.commands.is_closed() => Err(shutting_down()),
+            Ok(Err(_)) => Err(RpcError::internal(format!(
+                "the relay dropped the {method} request without answering"
+            ))),
+        }
+    }
+}
+
+fn shutting_down() -> RpcError {
+    RpcError::new(code::SHUTTING_DOWN, "the relay is shutting down")
+}
+
+/// Writes queued lines until every sender is gone, then closes the socket.
+/// A line that cannot be written within `limit` means the client stopped
+/// reading: it is dropped rather than let the queue behind it grow.
+async fn write_lines(
+    mut stream: UnixStream,
+    lines: Receiver<Vec<u8>>,
+    limit: Duration,
+    client: u64,
+) {
+    while let Ok(line) = lines.recv().await {
+        match timeout(limit, stream.write_all(&line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                log::warn!(event = "control_client_dropped", client = client, reason = "not reading", timeoutMs = limit.as_millis() as u64; "");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(Both::Both);
+}
