@@ -17,6 +17,9 @@ use libp2p::Multiaddr;
 /// The configuration the relay runs with when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default-config.json");
 
+/// How the embedded default is named in messages and in `Config::source`.
+pub const EMBEDDED_SOURCE: &str = "<embedded default config>";
+
 /// Topics the bots really publish on (see the bot daemon), joined by default so
 /// that bots which only meet at the relay still receive each other's gossip.
 pub const DEFAULT_TOPICS: [&str; 3] = [
@@ -56,6 +59,8 @@ pub struct CircuitLimits {
 pub struct Config {
     /// Where the config came from, for messages (`<embedded default>` or a path).
     pub source: String,
+    /// The command-line overrides it was built with, reapplied on reload.
+    pub overrides: Overrides,
     pub listen: Vec<Multiaddr>,
     pub announce: Vec<Multiaddr>,
     pub data_dir: PathBuf,
@@ -69,9 +74,13 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: log::LevelFilter,
     pub shutdown_timeout: Duration,
+    pub control_socket: PathBuf,
+    pub control_max_clients: usize,
+    pub journal_max_events: u64,
+    pub journal_max_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelayConfig {
     /// The hop service (serving reservations and circuits) is on.
     pub hop: bool,
@@ -83,7 +92,7 @@ pub struct RelayConfig {
     pub circuit_limits: CircuitLimits,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GossipConfig {
     pub topics: Vec<String>,
     pub max_message_size: usize,
@@ -195,7 +204,49 @@ pub fn parse(source: &str, text: &str, overrides: &Overrides) -> Result<Config, 
     }
     let mut config = validate(raw).map_err(|(path, message)| err(&path, message))?;
     config.source = source.to_string();
+    config.overrides = overrides.clone();
     Ok(config)
+}
+
+/// The top-level keys whose values differ between two configs.
+pub fn differences(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |key, differs: bool| {
+        if differs {
+            out.push(key);
+        }
+    };
+    check("listen", a.listen != b.listen);
+    check("announce", a.announce != b.announce);
+    check("dataDir", a.data_dir != b.data_dir);
+    check("identityFile", a.identity_file != b.identity_file);
+    check("relay", a.relay != b.relay);
+    check(
+        "connectionManager",
+        (
+            a.max_connections,
+            a.max_connections_per_peer,
+            a.max_pending_incoming,
+        ) != (
+            b.max_connections,
+            b.max_connections_per_peer,
+            b.max_pending_incoming,
+        ),
+    );
+    check("gossipSub", a.gossip != b.gossip);
+    check("autonat", a.autonat != b.autonat);
+    check("log.format", a.log_format != b.log_format);
+    check("log.level", a.log_level != b.log_level);
+    check("shutdown.timeout", a.shutdown_timeout != b.shutdown_timeout);
+    check(
+        "control",
+        (&a.control_socket, a.control_max_clients) != (&b.control_socket, b.control_max_clients),
+    );
+    check(
+        "journal",
+        (a.journal_max_events, a.journal_max_bytes) != (b.journal_max_events, b.journal_max_bytes),
+    );
+    out
 }
 
 type Invalid = (String, String);
@@ -375,7 +426,50 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         600_000,
     )?);
 
+    let control = raw.control.unwrap_or_default();
+    let control_socket = match control.socket {
+        Some(p) if p.trim().is_empty() => {
+            return Err(invalid(
+                "control.socket",
+                "expected a socket path, got an empty string",
+            ))
+        }
+        Some(p) => expand_home(&p)
+            .ok_or_else(|| invalid("control.socket", "starts with ~ but $HOME is not set"))?,
+        None => data_dir.join("relay.sock"),
+    };
+    if control_socket.as_os_str().len() > 100 {
+        return Err(invalid(
+            "control.socket",
+            format!(
+                "{} is longer than a Unix socket path may be (about 100 bytes): choose a shorter path",
+                control_socket.display()
+            ),
+        ));
+    }
+    let control_max_clients = range("control.maxClients", control.max_clients, 32, 1, 1024)?;
+    let journal = raw.journal.unwrap_or_default();
+    let journal_max_events = range(
+        "journal.maxEvents",
+        journal.max_events,
+        100_000,
+        100,
+        100_000_000,
+    )?;
+    let journal_max_bytes = range(
+        "journal.maxBytes",
+        journal.max_bytes,
+        64 << 20,
+        1 << 20,
+        64 << 30,
+    )?;
+
     Ok(Config {
+        overrides: Overrides::default(),
+        control_socket,
+        control_max_clients: control_max_clients as usize,
+        journal_max_events,
+        journal_max_bytes,
         source: String::new(),
         listen,
         announce,
@@ -679,6 +773,25 @@ mod file {
         pub autonat: Option<Autonat>,
         pub log: Option<Log>,
         pub shutdown: Option<Shutdown>,
+        pub control: Option<Control>,
+        pub journal: Option<Journal>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Control {
+        pub socket: Option<String>,
+        #[serde(default, deserialize_with = "count")]
+        pub max_clients: Option<u64>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Journal {
+        #[serde(default, deserialize_with = "count")]
+        pub max_events: Option<u64>,
+        #[serde(default, deserialize_with = "bytes")]
+        pub max_bytes: Option<u64>,
     }
 
     #[derive(Deserialize, Default)]

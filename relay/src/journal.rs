@@ -173,6 +173,42 @@ fn stored_next(db: &sled::Db) -> Option<u64> {
     db.get("next").ok().flatten().map(|v| seq_of(&v))
 }
 
+/// The control socket's view of the journal: typed events in, typed events out.
+impl bsv_p2p_proto::Journal for Journal {
+    fn append(&self, kind: bsv_p2p_proto::EventKind) -> Result<bsv_p2p_proto::Event, String> {
+        let mut event = None;
+        Journal::append(self, |seq| {
+            let e = bsv_p2p_proto::Event::new(seq, kind);
+            let bytes = serde_json::to_vec(&e).unwrap_or_default();
+            event = Some(e);
+            bytes
+        })?;
+        event.ok_or_else(|| "event journal: nothing appended".to_string())
+    }
+
+    fn read_from(&self, from: u64, limit: usize) -> Result<bsv_p2p_proto::Read, String> {
+        Ok(match Journal::read_from(self, from, limit)? {
+            Read::Gap { from, to } => bsv_p2p_proto::Read::Gap { from, to },
+            Read::Events(entries) => bsv_p2p_proto::Read::Events(
+                entries
+                    .into_iter()
+                    .filter_map(|(seq, bytes)| match serde_json::from_slice(&bytes) {
+                        Ok(e) => Some(e),
+                        Err(err) => {
+                            log::warn!(event = "error", kind = "journal_decode", seq = seq, error = err.to_string().as_str(); "skipping an unreadable journal entry");
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    fn next_seq(&self) -> u64 {
+        Journal::next_seq(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 pub mod behaviour;
 pub mod config;
+pub mod control;
 pub mod hop;
 pub mod identity;
 pub mod journal;

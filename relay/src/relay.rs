@@ -4,19 +4,24 @@
 
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
-use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
 
+use bsv_p2p_proto as proto;
+
 use crate::behaviour::{yamux_config, Behaviour, BehaviourEvent};
 use crate::config::Config;
-use crate::{hop, identity};
+use crate::journal::Journal;
+use crate::ledger::Ledger;
+use crate::{control, hop, identity};
 
 /// How long a connection may sit with nothing to keep it open (no
 /// reservation, circuit or gossip) before the relay closes it.
@@ -89,38 +94,185 @@ pub async fn run(config: Config) -> Result<(), String> {
     let (stop_tx, mut stop_rx) = mpsc::unbounded::<()>();
     install_signal_handler(stop_tx)?;
 
+    let journal = Arc::new(Journal::open(
+        &config.data_dir.join("journal"),
+        config.journal_max_events,
+        config.journal_max_bytes,
+    )?);
+    let feed = proto::Feed::new(journal.clone());
+    let mut socket_config = proto::Config::new(
+        config.control_socket.clone(),
+        format!("bsv-p2p-relay/{}", env!("CARGO_PKG_VERSION")),
+    );
+    socket_config.max_clients = config.control_max_clients;
+    let (listener, mut commands) = proto::Listener::bind(socket_config, feed.clone())
+        .await
+        .map_err(|e| format!("control.socket: {e}"))?;
+    let (socket_stop, socket_shutdown) = proto::Shutdown::new();
+    let socket_task = async_std::task::spawn(listener.run(socket_shutdown));
+    log::info!(event = "control_socket", path = config.control_socket.display().to_string().as_str(), nextSeq = journal.next_seq(); "control socket ready");
+
     let unspecified_listen = config.listen.iter().any(is_unspecified);
     let mut serving = Serving {
         peer_id,
         ttl_secs: config.relay.reservation_ttl.as_secs(),
         announce_configured: !config.announce.is_empty(),
         unspecified_listen,
+        ledger: Ledger::default(),
+        listen: Vec::new(),
+        feed,
+        journal,
+        started: SystemTime::now(),
+        config: config.clone(),
+        stop_requested: None,
     };
 
     loop {
         futures::select! {
             event = swarm.select_next_some() => serving.on_event(&mut swarm, event),
+            command = commands.next() => match command {
+                Some(command) => serving.on_command(&mut swarm, command),
+                None => break,
+            },
             _ = stop_rx.next() => break,
+        }
+        if serving.stop_requested.is_some() {
+            break;
         }
     }
 
-    drain(&mut swarm, &mut serving, listeners, config.shutdown_timeout).await;
+    let timeout = serving
+        .stop_requested
+        .unwrap_or(serving.config.shutdown_timeout);
+    drain(&mut swarm, &mut serving, listeners, timeout).await;
+    if let Err(e) = serving.journal.flush() {
+        log::error!(event = "error", kind = "journal_flush", error = e.as_str(); "");
+    }
+    socket_stop.fire();
+    let _ = async_std::future::timeout(Duration::from_secs(2), socket_task).await;
     Ok(())
 }
 
-/// The relay's view of what it is serving, for the log.
+/// The relay's view of what it is serving: for the log, the journal and the
+/// control socket.
 struct Serving {
     peer_id: PeerId,
     ttl_secs: u64,
     announce_configured: bool,
     unspecified_listen: bool,
+    ledger: Ledger,
+    /// Addresses actually bound.
+    listen: Vec<Multiaddr>,
+    feed: proto::Feed,
+    journal: Arc<Journal>,
+    started: SystemTime,
+    config: Config,
+    /// Set by the `shutdown` command: stop, draining for this long.
+    stop_requested: Option<Duration>,
 }
 
 impl Serving {
+    fn publish(&self, kind: proto::EventKind) {
+        if let Err(e) = self.feed.publish(kind) {
+            log::error!(event = "error", kind = "journal", error = e.as_str(); "event not journaled");
+        }
+    }
+
+    fn context(&self) -> control::Context<'_> {
+        control::Context {
+            peer_id: self.peer_id,
+            started: self.started,
+            config: &self.config,
+            ledger: &self.ledger,
+            listen: &self.listen,
+            journal: &self.journal,
+        }
+    }
+
+    fn on_command(&mut self, swarm: &mut Swarm<Behaviour>, command: proto::Command) {
+        use proto::Command::*;
+        match command {
+            Status(r) => r.ok(control::status(swarm, &self.context())),
+            Stats(r) => r.ok(control::stats(swarm, &self.context())),
+            Peers(r) => r.ok(control::peers(swarm, &self.context())),
+            Reservations(r) => r.ok(control::reservations(swarm)),
+            Circuits(r) => r.ok(control::circuits(swarm)),
+            Snapshot(p, r) => match control::snapshot(&p.path, swarm, &self.context()) {
+                Ok(result) => {
+                    log::info!(event = "snapshot_taken", path = p.path.display().to_string().as_str(), bytes = result.bytes, seq = result.seq; "");
+                    r.ok(result)
+                }
+                Err(e) => r.err(proto::RpcError::new(
+                    proto::jsonrpc::code::OPERATION_FAILED,
+                    e,
+                )),
+            },
+            Reload(r) => r.ok(self.reload()),
+            Shutdown(p, r) => {
+                let timeout = if p.drain {
+                    p.timeout_ms
+                        .map_or(self.config.shutdown_timeout, Duration::from_millis)
+                } else {
+                    Duration::ZERO
+                };
+                log::info!(event = "shutdown_requested", drain = p.drain, timeoutMs = timeout.as_millis() as u64; "shutdown requested over the control socket");
+                self.stop_requested = Some(timeout);
+                r.ok(proto::ShutdownResult {
+                    draining: p.drain,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            AclList(r) => r.err(not_yet("acl.list")),
+            AclAdd(_, r) => r.err(not_yet("acl.add")),
+            AclRemove(_, r) => r.err(not_yet("acl.remove")),
+        }
+    }
+
+    /// Re-reads the config file: the log level applies at once; every other
+    /// changed key is reported as needing a restart, and nothing changes if
+    /// the file is now invalid.
+    fn reload(&mut self) -> proto::ReloadResult {
+        let mut result = proto::ReloadResult {
+            applied: Vec::new(),
+            restart_required: Vec::new(),
+            errors: Vec::new(),
+        };
+        let path = (self.config.source != crate::config::EMBEDDED_SOURCE)
+            .then(|| PathBuf::from(&self.config.source));
+        let new = match crate::config::load(path.as_deref(), &self.config.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                result.errors.push(e.to_string());
+                log::warn!(event = "config_reload_failed", error = e.to_string().as_str(); "config not reloaded");
+                return result;
+            }
+        };
+        if new.log_level != self.config.log_level {
+            log::set_max_level(new.log_level);
+            self.config.log_level = new.log_level;
+            result.applied.push("log.level".into());
+        }
+        if new.shutdown_timeout != self.config.shutdown_timeout {
+            self.config.shutdown_timeout = new.shutdown_timeout;
+            result.applied.push("shutdown.timeout".into());
+        }
+        result.restart_required = crate::config::differences(&self.config, &new)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        log::info!(event = "config_reloaded", applied = result.applied.join(",").as_str(), restartRequired = result.restart_required.join(",").as_str(); "");
+        self.publish(proto::EventKind::ConfigReloaded {
+            applied: result.applied.clone(),
+            restart_required: result.restart_required.clone(),
+        });
+        result
+    }
+
     fn on_event(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = with_peer(&address, self.peer_id);
+                self.listen.push(address.clone());
                 log::info!(event = "listening", address = full.to_string().as_str(); "listening on {full}");
                 // Without announce addresses, the addresses the relay binds are
                 // what reservations carry; loopback ones only when bound on purpose.
@@ -132,6 +284,7 @@ impl Serving {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 log::warn!(event = "listen_address_expired", address = address.to_string().as_str(); "");
+                self.listen.retain(|a| *a != address);
                 if !self.announce_configured {
                     swarm.remove_external_address(&address);
                 }
@@ -150,55 +303,76 @@ impl Serving {
                 }
             }
             SwarmEvent::ListenerError { error, .. } => {
+                self.ledger.error("listener");
                 log::error!(event = "error", kind = "listener", error = error.to_string().as_str(); "");
+                self.publish(proto::EventKind::Error {
+                    error_kind: "listener".into(),
+                    message: error.to_string(),
+                });
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
-                let (direction, addr) = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => ("outbound", address),
-                    ConnectedPoint::Listener { send_back_addr, .. } => ("inbound", send_back_addr),
-                };
+                let c = self.ledger.opened(connection_id, peer_id, &endpoint);
                 log::info!(
                     event = "connection_opened",
                     peerId = peer_id.to_string().as_str(),
-                    direction = direction,
-                    transport = transport_of(addr),
-                    address = addr.to_string().as_str(),
+                    direction = c.direction.as_str(),
+                    transport = c.transport.as_str(),
+                    address = c.remote.to_string().as_str(),
                     connections = u64::from(num_established.get());
                     ""
                 );
+                let kind = control::connection_opened(c);
+                self.publish(kind);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 cause,
                 ..
             } => {
-                let cause = cause
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "closed".into());
+                let cause = cause.map(|c| c.to_string());
                 log::info!(
                     event = "connection_closed",
                     peerId = peer_id.to_string().as_str(),
                     transport = transport_of(endpoint.get_remote_address()),
                     remaining = u64::from(num_established),
-                    cause = cause.as_str();
+                    cause = cause.as_deref().unwrap_or("closed");
                     ""
                 );
+                if let Some(c) = self.ledger.closed(connection_id, num_established) {
+                    self.publish(control::connection_closed(&c, cause));
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
                 error,
                 ..
             } => {
+                self.ledger.error("incoming_connection");
                 log::debug!(event = "error", kind = "incoming_connection", address = send_back_addr.to_string().as_str(), error = error.to_string().as_str(); "");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Hop(e)) => self.on_hop_event(e),
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                self.ledger.error("outgoing_connection");
+                log::debug!(event = "error", kind = "outgoing_connection", error = error.to_string().as_str(); "");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Hop(e)) => {
+                let addrs = swarm
+                    .behaviour()
+                    .hop
+                    .as_ref()
+                    .map(|h| h.relay_addrs())
+                    .unwrap_or_default();
+                self.publish(control::hop_event(&e, &addrs));
+                self.on_hop_event(e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 log::info!(event = "connection_unresponsive", peerId = e.peer.to_string().as_str(); "peer stopped answering pings; closing its connection");
             }
@@ -206,6 +380,7 @@ impl Serving {
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {
                 log::debug!(event = "peer_identified", peerId = peer_id.to_string().as_str(), agent = info.agent_version.as_str(); "");
+                self.ledger.identified(peer_id, info.agent_version);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
                 libp2p::gossipsub::Event::Subscribed { peer_id, topic },
@@ -347,6 +522,13 @@ fn install_signal_handler(stop: mpsc::UnboundedSender<()>) -> Result<(), String>
         }
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))
+}
+
+fn not_yet(method: &str) -> proto::RpcError {
+    proto::RpcError::new(
+        proto::jsonrpc::code::OPERATION_FAILED,
+        format!("{method}: access control is not configured on this relay version"),
+    )
 }
 
 fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {

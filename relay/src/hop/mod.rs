@@ -122,7 +122,11 @@ pub struct Stats {
     /// Bytes of circuits that have ended; live circuits add their counters.
     pub bytes_src_to_dst: u64,
     pub bytes_dst_to_src: u64,
+    /// Every refusal by reason, and the same split by what was refused.
     pub denials: HashMap<&'static str, u64>,
+    pub reservations_denied: HashMap<&'static str, u64>,
+    pub circuits_denied: HashMap<&'static str, u64>,
+    pub circuits_closed_by: HashMap<&'static str, u64>,
 }
 
 /// A reservation as the control socket shows it.
@@ -279,6 +283,10 @@ impl Behaviour {
         out
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn circuits(&self) -> Vec<CircuitInfo> {
         let mut out: Vec<CircuitInfo> = self
             .circuits
@@ -329,7 +337,6 @@ impl Behaviour {
     }
 
     fn deny(&mut self, stream: Stream, refusal: Refusal) {
-        *self.stats.denials.entry(refusal.as_str()).or_default() += 1;
         let msg = HopMessage::status(refusal.status()).encode();
         async_std::task::spawn(async move {
             let mut stream = stream;
@@ -599,12 +606,6 @@ impl Behaviour {
     fn fail_waiting(&mut self, id: CircuitId) {
         if let Some(stream) = self.waiting.remove(&id) {
             self.deny(stream, Refusal::ConnectionFailed);
-        } else {
-            *self
-                .stats
-                .denials
-                .entry(Refusal::ConnectionFailed.as_str())
-                .or_default() += 1;
         }
         if let Some(c) = self.release(id) {
             self.stats.circuits_failed += 1;
@@ -649,11 +650,6 @@ impl Behaviour {
                 }
             }
             Report::StopRefused(id) => {
-                *self
-                    .stats
-                    .denials
-                    .entry(Refusal::ConnectionFailed.as_str())
-                    .or_default() += 1;
                 if let Some(c) = self.release(id) {
                     self.stats.circuits_failed += 1;
                     self.emit(Event::CircuitDenied {
@@ -755,6 +751,22 @@ impl Behaviour {
     }
 
     fn emit(&mut self, event: Event) {
+        let s = &mut self.stats;
+        match &event {
+            Event::ReservationDenied { refusal, .. } => {
+                *s.denials.entry(refusal.as_str()).or_default() += 1;
+                *s.reservations_denied.entry(refusal.as_str()).or_default() += 1;
+            }
+            Event::CircuitDenied { refusal, .. } => {
+                *s.denials.entry(refusal.as_str()).or_default() += 1;
+                *s.circuits_denied.entry(refusal.as_str()).or_default() += 1;
+            }
+            Event::RequestDenied { refusal, .. } => {
+                *s.denials.entry(refusal.as_str()).or_default() += 1;
+            }
+            Event::CircuitClosed(c) => *s.circuits_closed_by.entry(c.reason).or_default() += 1,
+            _ => {}
+        }
         self.queue.push_back(ToSwarm::GenerateEvent(event));
     }
 }

@@ -1,0 +1,378 @@
+//! The relay's side of the control socket: answers the commands the socket
+//! server (in `bsv-p2p-proto`) hands to the swarm loop, and turns what the
+//! relay observes into journal events. Every answer is built from state the
+//! swarm loop already keeps, so answering never waits on the network.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bsv_p2p_proto as proto;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use proto::{CircuitEnd, DenialReason, Direction, EventKind, Timestamp, Transport};
+use sha2::{Digest, Sha256};
+
+use crate::behaviour::Behaviour;
+use crate::config::Config;
+use crate::hop::{self, gate::Refusal};
+use crate::journal::Journal;
+use crate::ledger::{self, Ledger};
+use crate::process;
+
+/// What the swarm loop knows beyond the swarm itself.
+pub struct Context<'a> {
+    pub peer_id: PeerId,
+    pub started: SystemTime,
+    pub config: &'a Config,
+    pub ledger: &'a Ledger,
+    pub listen: &'a [Multiaddr],
+    pub journal: &'a Journal,
+}
+
+impl Context<'_> {
+    fn uptime(&self) -> u64 {
+        self.started.elapsed().map_or(0, |d| d.as_secs())
+    }
+}
+
+pub fn status(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatusResult {
+    let hop = swarm.behaviour().hop.as_ref();
+    proto::StatusResult {
+        peer_id: cx.peer_id.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_secs: cx.uptime(),
+        started_at: Timestamp(cx.started),
+        listen_addrs: cx.listen.iter().map(ToString::to_string).collect(),
+        announce_addrs: cx.config.announce.iter().map(ToString::to_string).collect(),
+        relay_addrs: hop.map_or_else(Vec::new, |h| {
+            h.relay_addrs().iter().map(ToString::to_string).collect()
+        }),
+        counts: proto::Counts {
+            connections: cx.ledger.count() as u64,
+            peers: cx.ledger.peer_count() as u64,
+            reservations: hop.map_or(0, |h| h.reservation_count()) as u64,
+            circuits: hop.map_or(0, |h| h.circuit_count()) as u64,
+        },
+    }
+}
+
+pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
+    let hop = swarm.behaviour().hop.as_ref();
+    let s = hop.map(|h| h.stats()).unwrap_or_default();
+    let mut by_direction = BTreeMap::new();
+    let mut by_transport = BTreeMap::new();
+    for ((d, t), n) in cx.ledger.count_by() {
+        *by_direction.entry(direction(d)).or_default() += n;
+        *by_transport.entry(transport(t)).or_default() += n;
+    }
+    let usage = process::usage();
+    proto::StatsResult {
+        uptime_secs: cx.uptime(),
+        connections: proto::ConnectionStats {
+            active: cx.ledger.count() as u64,
+            by_direction,
+            by_transport,
+            opened_total: cx.ledger.opened_total,
+            closed_total: cx.ledger.closed_total,
+        },
+        reservations: proto::ReservationStats {
+            active: hop.map_or(0, |h| h.reservation_count()) as u64,
+            max: cx.config.relay.max_reservations as u64,
+            created: s.reservations_created,
+            renewed: s.reservations_renewed,
+            denied: reasons(&s.reservations_denied),
+            expired: s.reservations_expired,
+            closed: s.reservations_closed,
+        },
+        circuits: proto::CircuitStats {
+            active: hop.map_or(0, |h| h.circuit_count()) as u64,
+            max: cx.config.relay.max_circuits as u64,
+            opened: s.circuits_opened,
+            closed: s.circuits_closed,
+            closed_by_reason: s
+                .circuits_closed_by
+                .iter()
+                .map(|(k, v)| (CircuitEnd::from(*k), *v))
+                .collect(),
+            denied: reasons(&s.circuits_denied),
+        },
+        bytes_relayed: proto::BytesRelayed {
+            src_to_dst: s.bytes_src_to_dst,
+            dst_to_src: s.bytes_dst_to_src,
+        },
+        denials: reasons(&s.denials),
+        errors: cx
+            .ledger
+            .errors
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        process: proto::ProcessStats {
+            rss_bytes: usage.rss_bytes,
+            cpu_seconds: usage.cpu_seconds,
+            open_fds: usage.open_fds,
+            threads: usage.threads,
+            start_time_secs: cx
+                .started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+        events: proto::EventStats {
+            last_seq: cx.journal.next_seq().saturating_sub(1),
+            journal_len: cx.journal.len(),
+        },
+    }
+}
+
+pub fn peers(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::PeersResult {
+    let reserved: std::collections::HashSet<PeerId> = swarm
+        .behaviour()
+        .hop
+        .as_ref()
+        .map(|h| h.reservations().into_iter().map(|r| r.peer).collect())
+        .unwrap_or_default();
+    proto::PeersResult {
+        peers: cx
+            .ledger
+            .by_peer()
+            .into_iter()
+            .map(|(peer, conns)| proto::Peer {
+                peer_id: peer.to_string(),
+                connections: conns
+                    .into_iter()
+                    .map(|c| proto::PeerConnection {
+                        direction: direction(c.direction),
+                        transport: transport(c.transport),
+                        remote_addr: c.remote.to_string(),
+                        opened_at: Timestamp::from_unix_millis(c.opened_unix_ms),
+                    })
+                    .collect(),
+                reserved: reserved.contains(&peer),
+                agent_version: cx.ledger.agent(&peer).map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+pub fn reservations(swarm: &Swarm<Behaviour>) -> proto::ReservationsResult {
+    let Some(hop) = swarm.behaviour().hop.as_ref() else {
+        return proto::ReservationsResult {
+            reservations: Vec::new(),
+        };
+    };
+    let addrs: Vec<String> = hop.relay_addrs().iter().map(ToString::to_string).collect();
+    proto::ReservationsResult {
+        reservations: hop
+            .reservations()
+            .into_iter()
+            .map(|r| proto::Reservation {
+                addrs: addrs
+                    .iter()
+                    .map(|a| format!("{a}/p2p-circuit/p2p/{}", r.peer))
+                    .collect(),
+                peer_id: r.peer.to_string(),
+                expires_at: r.expires,
+                created_at: Timestamp::from_unix_millis(r.created * 1000),
+                renewals: u64::from(r.renewals),
+            })
+            .collect(),
+    }
+}
+
+pub fn circuits(swarm: &Swarm<Behaviour>) -> proto::CircuitsResult {
+    let Some(hop) = swarm.behaviour().hop.as_ref() else {
+        return proto::CircuitsResult {
+            circuits: Vec::new(),
+        };
+    };
+    let limit = proto::CircuitLimit {
+        duration_secs: hop.config().circuit_duration.map(|d| d.as_secs()),
+        data_bytes: hop.config().circuit_data,
+    };
+    proto::CircuitsResult {
+        circuits: hop
+            .circuits()
+            .into_iter()
+            .map(|c| proto::Circuit {
+                id: c.id,
+                src: c.src.to_string(),
+                dst: c.dst.to_string(),
+                bytes_src_to_dst: c.bytes_src_to_dst,
+                bytes_dst_to_src: c.bytes_dst_to_src,
+                opened_at: Timestamp::from_unix_millis(c.opened * 1000),
+                age_secs: c.age.as_secs(),
+                limit,
+            })
+            .collect(),
+    }
+}
+
+/// Writes a consistent export of the relay's persistent state — its identity
+/// (so a restored relay keeps its peer ID), where the journal stands, and its
+/// configuration source — to `path`, owner-readable only, through a temporary
+/// file so a reader never sees half of it.
+pub fn snapshot(
+    path: &Path,
+    swarm: &Swarm<Behaviour>,
+    cx: &Context,
+) -> Result<proto::SnapshotResult, String> {
+    let identity = std::fs::read(&cx.config.identity_file).map_err(|e| {
+        format!(
+            "{}: cannot read the identity: {e}",
+            cx.config.identity_file.display()
+        )
+    })?;
+    let seq = cx.journal.next_seq().saturating_sub(1);
+    let taken_at = Timestamp::now();
+    let doc = serde_json::json!({
+        "format": "bsv-p2p-relay-snapshot/1",
+        "peerId": cx.peer_id.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "takenAt": taken_at,
+        "config": cx.config.source,
+        "identityKey": hex(&identity),
+        "journal": { "firstSeq": cx.journal.first_seq(), "lastSeq": seq },
+        "reservations": reservations(swarm).reservations,
+    });
+    let bytes =
+        serde_json::to_vec_pretty(&doc).map_err(|e| format!("cannot encode the snapshot: {e}"))?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write the snapshot: {e}", path.display())
+    })?;
+    Ok(proto::SnapshotResult {
+        path: path.to_path_buf(),
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&bytes)),
+        seq,
+        taken_at,
+    })
+}
+
+/// The journal event for a hop event.
+pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
+    use hop::Event::*;
+    match e {
+        ReservationCreated {
+            peer,
+            renewed,
+            expires,
+        } => {
+            let addrs = addrs
+                .iter()
+                .map(|a| format!("{a}/p2p-circuit/p2p/{peer}"))
+                .collect();
+            if *renewed {
+                EventKind::ReservationRenewed {
+                    peer_id: peer.to_string(),
+                    expires_at: *expires,
+                    addrs,
+                }
+            } else {
+                EventKind::ReservationCreated {
+                    peer_id: peer.to_string(),
+                    expires_at: *expires,
+                    addrs,
+                }
+            }
+        }
+        ReservationDenied { peer, refusal } => EventKind::ReservationDenied {
+            peer_id: peer.to_string(),
+            reason: reason(*refusal),
+        },
+        ReservationEnded { peer, reason } if *reason == "expired" => {
+            EventKind::ReservationExpired {
+                peer_id: peer.to_string(),
+                reason: Some(reason.to_string()),
+            }
+        }
+        ReservationEnded { peer, reason } => EventKind::ReservationClosed {
+            peer_id: peer.to_string(),
+            reason: Some(reason.to_string()),
+        },
+        CircuitOpened { id, src, dst } => EventKind::CircuitOpened {
+            circuit_id: *id,
+            src: src.to_string(),
+            dst: dst.to_string(),
+        },
+        CircuitDenied { src, dst, refusal } => EventKind::CircuitDenied {
+            src: src.to_string(),
+            dst: dst.map(|d| d.to_string()),
+            reason: reason(*refusal),
+        },
+        CircuitClosed(c) => EventKind::CircuitClosed {
+            circuit_id: c.id,
+            src: c.src.to_string(),
+            dst: c.dst.to_string(),
+            bytes_src_to_dst: c.bytes_src_to_dst,
+            bytes_dst_to_src: c.bytes_dst_to_src,
+            duration_ms: millis(c.duration),
+            reason: CircuitEnd::from(c.reason),
+        },
+        RequestDenied { peer, refusal } => EventKind::RequestDenied {
+            peer_id: peer.to_string(),
+            reason: reason(*refusal),
+        },
+    }
+}
+
+pub fn connection_opened(c: &ledger::Connection) -> EventKind {
+    EventKind::ConnectionOpened {
+        peer_id: c.peer.to_string(),
+        direction: direction(c.direction),
+        transport: transport(c.transport),
+        remote_addr: c.remote.to_string(),
+    }
+}
+
+pub fn connection_closed(c: &ledger::Connection, cause: Option<String>) -> EventKind {
+    EventKind::ConnectionClosed {
+        peer_id: c.peer.to_string(),
+        transport: transport(c.transport),
+        cause,
+        duration_ms: millis(c.opened_at.elapsed()),
+    }
+}
+
+fn reason(r: Refusal) -> DenialReason {
+    DenialReason::from(r.as_str())
+}
+
+fn reasons(m: &std::collections::HashMap<&'static str, u64>) -> BTreeMap<DenialReason, u64> {
+    m.iter()
+        .map(|(k, v)| (DenialReason::from(*k), *v))
+        .collect()
+}
+
+fn direction(d: ledger::Direction) -> Direction {
+    match d {
+        ledger::Direction::Inbound => Direction::Inbound,
+        ledger::Direction::Outbound => Direction::Outbound,
+    }
+}
+
+fn transport(t: ledger::Transport) -> Transport {
+    Transport::from(t.as_str())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
