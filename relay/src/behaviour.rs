@@ -16,9 +16,11 @@ use crate::{hop, ping};
 const IDENTIFY_PROTOCOL: &str = "/ipfs/0.1.0";
 
 /// gossipsub's default per-peer send queue made an idle reserved bot cost
-/// ~616 KiB of relay memory; 64 queued RPCs is ample for announcements sent
-/// every few seconds at most.
-const GOSSIP_SEND_QUEUE: usize = 64;
+/// ~616 KiB of relay memory. Half of this is preallocated per connection for
+/// forwarded messages; 16 (8 forwards queued per peer) is ample for
+/// announcements sent every minute or more, and saves ~5 KiB per reserved
+/// peer against 64 (bsv-p2p-bench reservation_ramp).
+const GOSSIP_SEND_QUEUE: usize = 16;
 
 /// Streams a peer may hold open on one connection: circuits (capped lower by
 /// `relay.circuits.maxPerPeer`), pings, identify and gossip.

@@ -15,7 +15,7 @@ use bsv_p2p_tests::client::{timed, ClientEvent};
 use bsv_p2p_tests::probes::quantile;
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, Signal};
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{json, Map, Value};
 
@@ -40,8 +40,11 @@ struct Args {
     /// circuits run side by side in the concurrent scenario (default 8)
     #[argh(option, default = "8")]
     circuits: usize,
+    /// peers that reserve in the reservation ramp (default 1000)
+    #[argh(option, default = "1000")]
+    peers: usize,
     /// comma-separated scenarios to run (default: all of circuit_throughput,
-    /// circuit_rtt, concurrent_circuits)
+    /// circuit_rtt, concurrent_circuits, reservation_ramp)
     #[argh(option)]
     scenarios: Option<String>,
     /// print one JSON object per scenario instead of readable lines
@@ -56,6 +59,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("circuit_throughput", |b| circuit_throughput(b).boxed()),
     ("circuit_rtt", |b| circuit_rtt(b).boxed()),
     ("concurrent_circuits", |b| concurrent_circuits(b).boxed()),
+    ("reservation_ramp", |b| reservation_ramp(b).boxed()),
 ];
 
 /// What every scenario runs against.
@@ -68,6 +72,7 @@ struct Bench {
     bytes: u64,
     pings: usize,
     circuits: usize,
+    peers: usize,
 }
 
 /// A circuit from `b` to `a` through the relay.
@@ -234,6 +239,137 @@ async fn concurrent_circuits(bench: &Bench) -> Result<Map<String, Value>, String
 }
 
 /// Generous bound for a transfer: 10 MB/s at worst, and a minute at least.
+/// `peers` lean peers (TCP, noise, yamux and one hop stream each, as a bot's
+/// reservation costs the relay) reserve and hold their reservations; reports
+/// reservations per second, relay CPU per reservation and relay memory per
+/// reserved peer (RSS growth over the ramp, read from /proc).
+async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
+    use futures::channel::oneshot;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+
+    const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
+    const IN_FLIGHT: usize = 64;
+    let relay_peer = match bench.relay_addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => return Err("the relay address must end in /p2p/<id>".into()),
+    };
+    // Settle, then take the baseline.
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    let rss0 = bench.relay_rss();
+    let cpu0 = bench.relay_cpu();
+    let started = Instant::now();
+    let mut holders = Vec::with_capacity(bench.peers);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut next = 0;
+    let mut reserved = 0usize;
+    let reserve_one = |addr: Multiaddr| async move {
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_async_std()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| e.to_string())?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        swarm.dial(addr).map_err(|e| e.to_string())?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = async_std::task::spawn(async move {
+            let mut stop = stop_rx.fuse();
+            loop {
+                futures::select! {
+                    e = swarm.select_next_some() => if let SwarmEvent::ConnectionClosed { .. } = e { return; },
+                    _ = stop => return,
+                }
+            }
+        });
+        let mut stream = control
+            .open_stream(relay_peer, HOP)
+            .await
+            .map_err(|e| e.to_string())?;
+        // RESERVE: HopMessage { type = RESERVE (0) }.
+        stream
+            .write_all(&[2, 0x08, 0x00])
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut len = [0u8; 2];
+        stream
+            .read_exact(&mut len[..1])
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut n = usize::from(len[0] & 0x7f);
+        if len[0] & 0x80 != 0 {
+            stream
+                .read_exact(&mut len[1..])
+                .await
+                .map_err(|e| e.to_string())?;
+            n |= usize::from(len[1]) << 7;
+        }
+        let mut reply = vec![0u8; n];
+        stream
+            .read_exact(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The status field (5, varint) must say OK (100).
+        if !reply.windows(2).any(|w| w == [0x28, 100]) {
+            return Err(format!("reservation refused: {reply:?}"));
+        }
+        Ok::<_, String>((stop_tx, task))
+    };
+    while reserved < bench.peers {
+        while next < bench.peers && pending.len() < IN_FLIGHT {
+            pending.push(reserve_one(bench.relay_addr.clone()));
+            next += 1;
+        }
+        match pending.next().await {
+            Some(Ok(holder)) => {
+                holders.push(holder);
+                reserved += 1;
+            }
+            Some(Err(e)) => return Err(format!("after {reserved} reservations: {e}")),
+            None => break,
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    let rss1 = bench.relay_rss();
+    let cpu1 = bench.relay_cpu();
+    let mut out = Map::new();
+    out.insert("peers".into(), json!(bench.peers));
+    out.insert("secs".into(), json!(round(secs, 3)));
+    out.insert(
+        "reservations_per_s".into(),
+        json!(round(bench.peers as f64 / secs, 1)),
+    );
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        out.insert(
+            "relay_cpu_ms_per_reservation".into(),
+            json!(round((b - a) * 1000.0 / bench.peers as f64, 3)),
+        );
+    }
+    if let (Some(a), Some(b)) = (rss0, rss1) {
+        out.insert("relay_rss_bytes".into(), json!(b));
+        out.insert(
+            "relay_rss_kib_per_peer".into(),
+            json!(round(
+                b.saturating_sub(a) as f64 / 1024.0 / bench.peers as f64,
+                2
+            )),
+        );
+    }
+    for (stop, task) in holders {
+        let _ = stop.send(());
+        task.await;
+    }
+    Ok(out)
+}
+
 fn transfer_limit(bytes: u64) -> Duration {
     Duration::from_secs(60 + bytes / 10_000_000)
 }
@@ -289,7 +425,11 @@ fn main() -> ExitCode {
         Some(_) => None,
         None => Some(Relay::start(json!({
             "mode": "relay",
-            "relay": { "circuits": { "unlimited": true } }
+            "relay": {
+                "circuits": { "unlimited": true },
+                "reservations": { "max": 1_000_000 }
+            },
+            "connectionManager": { "maxConnections": 1_000_000, "maxPendingIncoming": 4096 }
         }))),
     };
     let relay_addr = match (&args.relay, &relay) {
@@ -305,6 +445,7 @@ fn main() -> ExitCode {
         bytes: args.bytes,
         pings: args.pings,
         circuits: args.circuits,
+        peers: args.peers,
     };
 
     let mut failed = false;
