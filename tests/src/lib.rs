@@ -4,6 +4,7 @@
 //! ([`probes`]), and process resource readings ([`procfs`]).
 
 pub mod client;
+pub mod hop;
 pub mod probes;
 pub mod procfs;
 pub mod relay;

@@ -111,15 +111,27 @@ impl Direction {
                 Poll::Pending => Ok(Step::Blocked),
             };
         }
-        if self.allowance == Some(0) {
-            return Ok(Step::LimitReached);
-        }
         if self.read_eof {
             return match Pin::new(w).poll_close(cx) {
                 Poll::Ready(_) => {
                     self.finished = true;
                     Ok(Step::Finished)
                 }
+                Poll::Pending => Ok(Step::Blocked),
+            };
+        }
+        if self.allowance == Some(0) {
+            // Exactly the limit has passed, which is allowed: only a byte
+            // beyond it ends the circuit (it is dropped, never forwarded).
+            // Until then the other direction keeps its own allowance, and an
+            // end of stream here still closes this direction cleanly.
+            return match Pin::new(r).poll_read(cx, &mut self.buf[..1]) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    Ok(Step::Progress)
+                }
+                Poll::Ready(Ok(_)) => Ok(Step::LimitReached),
+                Poll::Ready(Err(e)) => Err(e),
                 Poll::Pending => Ok(Step::Blocked),
             };
         }
@@ -146,8 +158,9 @@ impl Direction {
     }
 }
 
-/// Relays between `src` and `dst` until both sides finish, a limit is hit,
-/// either side fails, or `stop` resolves. Dropping the streams afterwards
+/// Relays between `src` and `dst` until both sides finish, a byte arrives
+/// past a direction's data limit, the duration is up, either side fails, or
+/// `stop` resolves. Dropping the streams afterwards
 /// resets whatever is still open.
 pub struct Splice<S, D, X> {
     src: S,
@@ -319,5 +332,41 @@ mod tests {
         assert_eq!(splice.dst.output.len(), 20_000);
         assert_eq!(splice.dst.output, data(50_000, 1)[..20_000]);
         assert!(counters.dst_to_src.load(Ordering::Relaxed) <= 10_000);
+    }
+
+    #[test]
+    fn exactly_the_limit_each_way_is_not_over_it() {
+        let counters = Arc::new(Counters::default());
+        let mut splice = Splice::new(
+            Mem::new(data(20_000, 1)),
+            Mem::new(data(20_000, 2)),
+            Some(20_000),
+            None,
+            counters.clone(),
+            futures::future::pending(),
+        );
+        let end = futures::executor::block_on(&mut splice);
+        assert_eq!(end, End::Done);
+        assert_eq!(splice.dst.output, data(20_000, 1));
+        assert_eq!(splice.src.output, data(20_000, 2));
+        assert_eq!(counters.src_to_dst.load(Ordering::Relaxed), 20_000);
+        assert_eq!(counters.dst_to_src.load(Ordering::Relaxed), 20_000);
+    }
+
+    #[test]
+    fn one_byte_over_the_limit_ends_the_circuit_without_passing() {
+        let counters = Arc::new(Counters::default());
+        let mut splice = Splice::new(
+            Mem::new(data(20_000, 1)),
+            Mem::new(data(20_001, 2)),
+            Some(20_000),
+            None,
+            counters.clone(),
+            futures::future::pending(),
+        );
+        let end = futures::executor::block_on(&mut splice);
+        assert_eq!(end, End::DataLimit);
+        assert_eq!(splice.src.output, data(20_000, 2));
+        assert_eq!(counters.dst_to_src.load(Ordering::Relaxed), 20_000);
     }
 }
