@@ -402,3 +402,25 @@ pub fn payload(n: usize, seed: u8) -> Vec<u8> {
         .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9) >> 7) as u8 ^ seed)
         .collect()
 }
+
+/// Waits until writing on `stream` fails, which tells a reset (yamux reports
+/// a reset to a reader as the end of the stream, like a clean close, but a
+/// reset stream also refuses writes). An error if it still takes writes after
+/// `timeout`.
+pub async fn wait_reset(stream: &mut Stream, timeout: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let wrote = async_std::future::timeout(Duration::from_millis(500), async {
+            stream.write_all(&[0]).await?;
+            stream.flush().await
+        })
+        .await;
+        if let Ok(Err(_)) = wrote {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("the stream still takes writes after {timeout:?}"));
+        }
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+}

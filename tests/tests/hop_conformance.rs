@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_std::task::block_on;
 use bsv_p2p_tests::client::timed;
 use bsv_p2p_tests::hop::{
-    self, frame, hop_type, payload, proto, read_exactly, read_until_end, status_of, HopMessage,
-    Limit, RawOptions, RawPeer, Status, StopMessage,
+    self, frame, hop_type, payload, proto, read_exactly, read_until_end, status_of, wait_reset,
+    HopMessage, Limit, RawOptions, RawPeer, Status, StopMessage,
 };
 use bsv_p2p_tests::relay::{field, relay_bin};
 use bsv_p2p_tests::Relay;
@@ -66,22 +66,27 @@ fn unix_now() -> u64 {
 
 /// The relay's counters as `bsv-p2p-ctl stats --json` prints them.
 fn ctl_stats(relay: &Relay) -> Value {
+    ctl_json(relay, "stats")
+}
+
+/// What `bsv-p2p-ctl --json <command>` prints about the relay.
+fn ctl_json(relay: &Relay, command: &str) -> Value {
     let ctl = relay_bin().with_file_name("bsv-p2p-ctl");
     let out = Command::new(&ctl)
         .arg("--socket")
         .arg(relay.data_dir().join("relay.sock"))
-        .args(["--json", "stats"])
+        .args(["--json", command])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", ctl.display()));
     assert!(
         out.status.success(),
-        "bsv-p2p-ctl stats failed ({}): {}",
+        "bsv-p2p-ctl {command} failed ({}): {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "bsv-p2p-ctl stats --json printed no JSON ({e}): {}",
+            "bsv-p2p-ctl --json {command} printed no JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
@@ -771,6 +776,13 @@ fn data_limit_counts_each_direction_on_its_own_to_the_byte() {
         read_until_end(&mut c.src, EVENT_TIMEOUT)
             .await
             .expect("the source's stream ends");
+        // Reset, not half-closed: neither end can write any more.
+        wait_reset(&mut c.src, EVENT_TIMEOUT)
+            .await
+            .expect("the source's stream is reset");
+        wait_reset(&mut c.dst, EVENT_TIMEOUT)
+            .await
+            .expect("the destination's stream is reset");
         let closed = relay
             .wait_for_event(
                 "circuit_closed",
@@ -803,6 +815,12 @@ fn data_limit_counts_each_direction_on_its_own_to_the_byte() {
             .await
             .expect("the source's stream ends");
         assert_eq!(extra, 0, "bytes over the limit reached the source");
+        wait_reset(&mut c.src, EVENT_TIMEOUT)
+            .await
+            .expect("the source's stream is reset");
+        wait_reset(&mut c.dst, EVENT_TIMEOUT)
+            .await
+            .expect("the destination's stream is reset");
         let closed = relay
             .wait_for_event_after(
                 mark,
@@ -885,6 +903,9 @@ fn duration_limit_resets_the_circuit_after_its_duration_not_before() {
             ended_at < duration + Duration::from_millis(1500),
             "the circuit outlived its {duration:?}: ended after {ended_at:?}"
         );
+        wait_reset(&mut s, EVENT_TIMEOUT)
+            .await
+            .expect("the source's stream is reset");
         echo.await;
 
         let closed = relay
@@ -906,5 +927,114 @@ fn duration_limit_resets_the_circuit_after_its_duration_not_before() {
             1,
             "{stats}"
         );
+    });
+}
+
+#[test]
+fn reservation_expires_after_its_ttl() {
+    let relay = start(json!({ "reservations": { "ttl": 1000 } }));
+    block_on(async {
+        let r = relay.peer_id();
+        let a = peer(&relay, true).await;
+        let before = unix_now();
+        let reply = a.reserve_ok(r).await.unwrap();
+        let expire = reply.reservation.unwrap().expire;
+        assert!(
+            (before + 1..=unix_now() + 1).contains(&expire),
+            "expire {expire} for a 1 s ttl at {before}"
+        );
+        relay
+            .wait_for_event(
+                "reservation_expired",
+                |e| field(e, "peerId") == a.peer_id().to_string(),
+                Duration::from_secs(5),
+            )
+            .expect("reservation_expired logged");
+        let src = peer(&relay, false).await;
+        let (reply, _) = src.connect_via(r, a.peer_id()).await.unwrap();
+        expect_status(
+            &reply,
+            Status::NoReservation,
+            "CONNECT after the reservation expired",
+        );
+        let stats = ctl_stats(&relay);
+        assert_eq!(count(&stats["reservations"]["expired"]), 1, "{stats}");
+        assert_eq!(count(&stats["reservations"]["active"]), 0, "{stats}");
+        // A fresh reservation on the same connection is a new one.
+        a.reserve_ok(r).await.expect("reserves again");
+    });
+}
+
+#[test]
+fn a_circuit_closed_by_both_ends_reports_its_bytes_each_way() {
+    let relay = start(json!({}));
+    block_on(async {
+        let d = reserved(&relay).await;
+        let src = peer(&relay, false).await;
+        let mut c = open_circuit(&relay, &src, &d).await;
+        let forth = payload(100_000, 4);
+        let back = payload(70_000, 5);
+        let got = transfer(&mut c.src, &mut c.dst, &forth).await.unwrap();
+        assert!(got == forth);
+        let got = transfer(&mut c.dst, &mut c.src, &back).await.unwrap();
+        assert!(got == back);
+
+        // The live circuit is listed with its counts.
+        let listed = ctl_json(&relay, "circuits");
+        let entry = listed
+            .get("circuits")
+            .unwrap_or(&listed)
+            .as_array()
+            .and_then(|list| {
+                list.iter()
+                    .find(|c| field(c, "src") == src.peer_id().to_string())
+            })
+            .unwrap_or_else(|| panic!("bsv-p2p-ctl circuits does not list the circuit: {listed}"));
+        assert_eq!(field(entry, "dst"), d.peer_id().to_string(), "{entry}");
+        assert_eq!(entry["bytesSrcToDst"].as_u64(), Some(100_000), "{entry}");
+        assert_eq!(entry["bytesDstToSrc"].as_u64(), Some(70_000), "{entry}");
+        assert_eq!(
+            entry["limit"],
+            json!({ "durationSecs": 3600, "dataBytes": 1u64 << 30 }),
+            "{entry}"
+        );
+
+        // A half-close travels through the relay; the other way still works.
+        c.src.close().await.unwrap();
+        let (extra, _) = read_until_end(&mut c.dst, EVENT_TIMEOUT).await.unwrap();
+        assert_eq!(extra, 0);
+        let tail = payload(1000, 6);
+        let got = transfer(&mut c.dst, &mut c.src, &tail)
+            .await
+            .expect("the destination still sends after the source's half-close");
+        assert!(got == tail);
+        c.dst.close().await.unwrap();
+        let (extra, _) = read_until_end(&mut c.src, EVENT_TIMEOUT).await.unwrap();
+        assert_eq!(extra, 0);
+
+        let closed = relay
+            .wait_for_event(
+                "circuit_closed",
+                is_circuit(src.peer_id(), d.peer_id()),
+                EVENT_TIMEOUT,
+            )
+            .expect("circuit_closed logged");
+        assert_eq!(field(&closed, "reason"), "done", "{closed}");
+        assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(100_000), "{closed}");
+        assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(71_000), "{closed}");
+        let stats = ctl_stats(&relay);
+        assert_eq!(
+            count(&stats["circuits"]["closedByReason"]["done"]),
+            1,
+            "{stats}"
+        );
+        assert_eq!(count(&stats["circuits"]["opened"]), 1, "{stats}");
+        assert_eq!(count(&stats["circuits"]["closed"]), 1, "{stats}");
+        assert_eq!(
+            count(&stats["bytesRelayed"]["srcToDst"]),
+            100_000,
+            "{stats}"
+        );
+        assert_eq!(count(&stats["bytesRelayed"]["dstToSrc"]), 71_000, "{stats}");
     });
 }
