@@ -17,8 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use futures_timer::Delay;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::ReadyUpgrade;
@@ -35,7 +34,10 @@ use libp2p::PeerId;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 const PING_SIZE: usize = 32;
-/// Concurrent inbound ping streams answered per connection; more are dropped.
+/// Inbound ping streams kept per connection. A pinger that opens a new
+/// stream has moved on from its older ones (js-libp2p's connection monitor
+/// opens one per ping and never reuses it), so past this the oldest is
+/// dropped to make room, never the new one.
 const MAX_INBOUND: usize = 4;
 /// An inbound ping stream idle this long is closed (the pinger reopens one).
 const INBOUND_IDLE: Duration = Duration::from_secs(120);
@@ -143,7 +145,8 @@ enum Outbound {
 
 pub struct Handler {
     config: Config,
-    inbound: FuturesUnordered<BoxFuture<'static, ()>>,
+    /// Oldest first.
+    inbound: VecDeque<BoxFuture<'static, ()>>,
     outbound: Outbound,
     failures: u32,
     reported: bool,
@@ -157,7 +160,7 @@ impl Handler {
                 stream: None,
             },
             config,
-            inbound: FuturesUnordered::new(),
+            inbound: VecDeque::with_capacity(MAX_INBOUND),
             failures: 0,
             reported: false,
         }
@@ -196,7 +199,8 @@ impl ConnectionHandler for Handler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
-        while let Poll::Ready(Some(())) = self.inbound.poll_next_unpin(cx) {}
+        self.inbound
+            .retain_mut(|answer| answer.poll_unpin(cx).is_pending());
 
         if self.failures >= self.config.max_failures && !self.reported {
             self.reported = true;
@@ -262,9 +266,10 @@ impl ConnectionHandler for Handler {
                 ..
             }) => {
                 stream.ignore_for_keep_alive();
-                if self.inbound.len() < MAX_INBOUND {
-                    self.inbound.push(answer(stream).boxed());
+                if self.inbound.len() >= MAX_INBOUND {
+                    self.inbound.pop_front();
                 }
+                self.inbound.push_back(answer(stream).boxed());
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: mut stream,

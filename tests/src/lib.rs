@@ -3,13 +3,18 @@
 //! ([`client::Client`]), the byte probes pushed through circuits
 //! ([`probes`]), and process resource readings ([`procfs`]).
 
+pub mod bot;
 pub mod client;
+pub mod ctl;
 pub mod hop;
+pub mod jsonlog;
 pub mod probes;
 pub mod procfs;
 pub mod relay;
+pub mod scenario;
 pub mod scratch;
 
+pub use bot::{Bot, BotOptions};
 pub use client::{Client, ClientEvent, ClientOptions, Reservation};
 pub use relay::{Relay, RelayOptions, Signal};
 pub use scratch::ScratchDir;

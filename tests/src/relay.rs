@@ -3,10 +3,10 @@
 //! so tests can wait for the events the relay promises, stopped with a signal
 //! (and timed), and killed by PID if a test ends without stopping it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 
+use crate::jsonlog::{JsonLines, WaitError};
 use crate::scratch::ScratchDir;
 
 /// How long the relay gets to log its first listening addresses.
@@ -136,19 +137,6 @@ impl RelayOptions {
     }
 }
 
-/// The relay's stdout, one parsed JSON object per line, shared with the reader thread.
-#[derive(Default)]
-struct Log {
-    state: Mutex<LogState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct LogState {
-    events: Vec<Value>,
-    closed: bool,
-}
-
 /// A running relay process.
 pub struct Relay {
     child: Child,
@@ -156,7 +144,7 @@ pub struct Relay {
     peer_id: PeerId,
     tcp_addr: Multiaddr,
     ws_addr: Option<Multiaddr>,
-    log: Arc<Log>,
+    log: Arc<JsonLines>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
     dir: Option<ScratchDir>,
@@ -196,15 +184,10 @@ impl Relay {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", relay_bin().display()));
         let pid = child.id();
 
-        let log = Arc::new(Log::default());
         let stderr = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
+        let (log, stdout_reader) = JsonLines::spawn(child.stdout.take().expect("piped stdout"));
         let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let mut readers = Vec::new();
-        {
-            let log = log.clone();
-            readers.push(std::thread::spawn(move || read_log(stdout, &log)));
-        }
+        let mut readers = vec![stdout_reader];
         {
             let stderr = stderr.clone();
             readers.push(std::thread::spawn(move || {
@@ -292,15 +275,25 @@ impl Relay {
         self.dir.as_ref().expect("directory kept").join("data")
     }
 
+    /// The control socket in the data directory.
+    pub fn socket(&self) -> PathBuf {
+        self.data_dir().join("relay.sock")
+    }
+
+    /// Runs `bsv-p2p-ctl --json ARGS...` against this relay; the JSON it printed.
+    pub fn ctl(&self, args: &[&str]) -> Value {
+        crate::ctl::json(&self.socket(), args)
+    }
+
     /// Every log line so far, parsed (lines that are not JSON appear as
     /// `{"event":"unparsed","line":...}`).
     pub fn events(&self) -> Vec<Value> {
-        self.log.state.lock().unwrap().events.clone()
+        self.log.all()
     }
 
     /// Index of the next log line, to wait only for what comes after it.
     pub fn mark(&self) -> usize {
-        self.log.state.lock().unwrap().events.len()
+        self.log.len()
     }
 
     /// Events of `kind` so far that satisfy `pred`.
@@ -333,32 +326,17 @@ impl Relay {
         pred: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.log.state.lock().unwrap();
-        let mut next = mark;
-        loop {
-            if let Some(e) = state.events[next.min(state.events.len())..]
-                .iter()
-                .find(|e| e["event"] == kind && pred(e))
-            {
-                return Ok(e.clone());
-            }
-            next = state.events.len();
-            if state.closed {
-                return Err(format!(
+        self.log
+            .wait_after(mark, |e| e["event"] == kind && pred(e), timeout)
+            .map_err(|e| match e {
+                WaitError::Closed => format!(
                     "the relay closed its log before a matching {kind:?} event; stderr: {}",
                     self.stderr()
-                ));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "no matching {kind:?} event within {timeout:?}; last events: {}",
-                    tail(&state.events, 8)
-                ));
-            }
-            state = self.log.changed.wait_timeout(state, left).unwrap().0;
-        }
+                ),
+                WaitError::Timeout { tail } => {
+                    format!("no matching {kind:?} event within {timeout:?}; last events: {tail}")
+                }
+            })
     }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit.
@@ -384,6 +362,34 @@ impl Relay {
                     self.kill();
                     return Err(format!(
                         "the relay did not exit within {timeout:?} of {signal:?}; killed it"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot wait for the relay: {e}")),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the relay to exit by itself (after a
+    /// `shutdown` request, say); kills it and fails after that.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        if let Some(status) = self.exit {
+            return Ok(status);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit = Some(status);
+                    self.join_readers();
+                    return Ok(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    self.kill();
+                    return Err(format!(
+                        "the relay did not exit within {timeout:?}; killed it"
                     ));
                 }
                 Err(e) => return Err(format!("cannot wait for the relay: {e}")),
@@ -435,37 +441,12 @@ impl Drop for Relay {
     }
 }
 
-fn read_log(stdout: impl Read, log: &Log) {
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = serde_json::from_str::<Value>(&line)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({ "event": "unparsed", "line": line }));
-        log.state.lock().unwrap().events.push(event);
-        log.changed.notify_all();
-    }
-    log.state.lock().unwrap().closed = true;
-    log.changed.notify_all();
-}
-
 fn listening_addr(event: &Value) -> Option<Multiaddr> {
     event["address"].as_str()?.parse().ok()
 }
 
 fn is_ws(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Ws(_)))
-}
-
-fn tail(events: &[Value], n: usize) -> String {
-    events[events.len().saturating_sub(n)..]
-        .iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A field of an event as a string ("" when absent).

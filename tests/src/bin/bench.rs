@@ -43,8 +43,12 @@ struct Args {
     /// peers that reserve in the reservation ramp (default 1000)
     #[argh(option, default = "1000")]
     peers: usize,
+    /// control socket of the --relay (default: that of the relay the bench starts)
+    #[argh(option)]
+    socket: Option<std::path::PathBuf>,
     /// comma-separated scenarios to run (default: all of circuit_throughput,
-    /// circuit_rtt, concurrent_circuits, reservation_ramp)
+    /// circuit_rtt, concurrent_circuits, reservation_ramp, control_events,
+    /// control_status)
     #[argh(option)]
     scenarios: Option<String>,
     /// print one JSON object per scenario instead of readable lines
@@ -60,6 +64,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("circuit_rtt", |b| circuit_rtt(b).boxed()),
     ("concurrent_circuits", |b| concurrent_circuits(b).boxed()),
     ("reservation_ramp", |b| reservation_ramp(b).boxed()),
+    ("control_events", |b| control_events(b).boxed()),
+    ("control_status", |b| control_status(b).boxed()),
 ];
 
 /// What every scenario runs against.
@@ -73,6 +79,8 @@ struct Bench {
     pings: usize,
     circuits: usize,
     peers: usize,
+    /// The relay's control socket, for the control_* scenarios.
+    socket: Option<std::path::PathBuf>,
 }
 
 /// A circuit from `b` to `a` through the relay.
@@ -243,27 +251,21 @@ async fn concurrent_circuits(bench: &Bench) -> Result<Map<String, Value>, String
 /// reservation costs the relay) reserve and hold their reservations; reports
 /// reservations per second, relay CPU per reservation and relay memory per
 /// reserved peer (RSS growth over the ramp, read from /proc).
-async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
-    use futures::channel::oneshot;
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+/// A peer holding a reservation on the relay until [`Holder::release`].
+struct Holder {
+    stop: futures::channel::oneshot::Sender<()>,
+    task: async_std::task::JoinHandle<()>,
+}
 
-    const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
-    const IN_FLIGHT: usize = 64;
-    let relay_peer = match bench.relay_addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
-        _ => return Err("the relay address must end in /p2p/<id>".into()),
-    };
-    // Settle, then take the baseline.
-    async_std::task::sleep(Duration::from_millis(500)).await;
-    let rss0 = bench.relay_rss();
-    let cpu0 = bench.relay_cpu();
-    let started = Instant::now();
-    let mut holders = Vec::with_capacity(bench.peers);
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let mut next = 0;
-    let mut reserved = 0usize;
-    let reserve_one = |addr: Multiaddr| async move {
+impl Holder {
+    /// A new peer dials `addr`, sends RESERVE on a hop stream and checks
+    /// the answer says OK; it then keeps the connection open.
+    async fn reserve(addr: Multiaddr, relay_peer: PeerId) -> Result<Holder, String> {
+        use futures::channel::oneshot;
+        use libp2p::swarm::SwarmEvent;
+        use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+
+        const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
         let mut swarm = SwarmBuilder::with_new_identity()
             .with_async_std()
             .with_tcp(
@@ -278,7 +280,7 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
             .build();
         let mut control = swarm.behaviour().new_control();
         swarm.dial(addr).map_err(|e| e.to_string())?;
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (stop, stop_rx) = oneshot::channel::<()>();
         let task = async_std::task::spawn(async move {
             let mut stop = stop_rx.fuse();
             loop {
@@ -320,22 +322,53 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
         if !reply.windows(2).any(|w| w == [0x28, 100]) {
             return Err(format!("reservation refused: {reply:?}"));
         }
-        Ok::<_, String>((stop_tx, task))
+        Ok(Holder { stop, task })
+    }
+
+    /// Closes the peer's connection (the relay drops the reservation).
+    async fn release(self) {
+        let _ = self.stop.send(());
+        self.task.await;
+    }
+}
+
+/// `count` peers reserve, at most 64 at a time.
+async fn reserve_many(bench: &Bench, count: usize) -> Result<Vec<Holder>, String> {
+    const IN_FLIGHT: usize = 64;
+    let relay_peer = match bench.relay_addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => return Err("the relay address must end in /p2p/<id>".into()),
     };
-    while reserved < bench.peers {
-        while next < bench.peers && pending.len() < IN_FLIGHT {
-            pending.push(reserve_one(bench.relay_addr.clone()));
+    let mut holders = Vec::with_capacity(count);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut next = 0;
+    while holders.len() < count {
+        while next < count && pending.len() < IN_FLIGHT {
+            pending.push(Holder::reserve(bench.relay_addr.clone(), relay_peer));
             next += 1;
         }
         match pending.next().await {
-            Some(Ok(holder)) => {
-                holders.push(holder);
-                reserved += 1;
-            }
-            Some(Err(e)) => return Err(format!("after {reserved} reservations: {e}")),
+            Some(Ok(holder)) => holders.push(holder),
+            Some(Err(e)) => return Err(format!("after {} reservations: {e}", holders.len())),
             None => break,
         }
     }
+    Ok(holders)
+}
+
+async fn release_all(holders: Vec<Holder>) {
+    futures::future::join_all(holders.into_iter().map(Holder::release)).await;
+}
+
+/// Peers that reserve and keep their reservations: the rate, and what each
+/// costs the relay in CPU and memory.
+async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
+    // Settle, then take the baseline.
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    let rss0 = bench.relay_rss();
+    let cpu0 = bench.relay_cpu();
+    let started = Instant::now();
+    let holders = reserve_many(bench, bench.peers).await?;
     let secs = started.elapsed().as_secs_f64();
     async_std::task::sleep(Duration::from_millis(500)).await;
     let rss1 = bench.relay_rss();
@@ -363,10 +396,159 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
             )),
         );
     }
-    for (stop, task) in holders {
-        let _ = stop.send(());
-        task.await;
+    release_all(holders).await;
+    Ok(out)
+}
+
+fn control_client_err(e: bsv_p2p_proto::Error) -> String {
+    format!("control socket: {e}")
+}
+
+impl Bench {
+    fn socket(&self) -> Result<&std::path::Path, String> {
+        self.socket.as_deref().ok_or_else(|| {
+            "this scenario needs the relay's control socket: give --socket (or no --relay)".into()
+        })
     }
+}
+
+/// Events delivered to one subscriber while `--peers` peers reserve and
+/// leave: live (as they happen) and replayed from the journal (a subscriber
+/// catching up after a restart) while another churn runs. Every event must
+/// arrive, in order.
+async fn control_events(bench: &Bench) -> Result<Map<String, Value>, String> {
+    use bsv_p2p_proto::Client as Control;
+
+    let control = Control::connect(bench.socket()?)
+        .await
+        .map_err(control_client_err)?;
+    let first = control
+        .stats()
+        .await
+        .map_err(control_client_err)?
+        .events
+        .last_seq
+        + 1;
+    let mut live = control
+        .subscribe(Some(first), None)
+        .await
+        .map_err(control_client_err)?;
+    let churn_started = Instant::now();
+    let (target_tx, target_rx) = futures::channel::oneshot::channel::<u64>();
+    let reader = async_std::task::spawn(async move {
+        let mut expected = first;
+        let mut target = None;
+        let mut target_rx = target_rx.fuse();
+        loop {
+            futures::select! {
+                t = target_rx => target = t.ok(),
+                item = live.next().fuse() => match item {
+                    Some(Ok(event)) => {
+                        if event.seq != expected {
+                            return Err(format!("live: expected seq {expected}, got {}", event.seq));
+                        }
+                        expected += 1;
+                    }
+                    Some(Err(e)) => return Err(format!("live subscription: {e}")),
+                    None => return Err("live subscription ended".into()),
+                },
+            }
+            if target.is_some_and(|t| expected > t) {
+                return Ok(Instant::now());
+            }
+        }
+    });
+    let holders = reserve_many(bench, bench.peers).await?;
+    release_all(holders).await;
+    // The relay journals the last closes a moment after the peers leave.
+    async_std::task::sleep(Duration::from_millis(300)).await;
+    let last = control
+        .stats()
+        .await
+        .map_err(control_client_err)?
+        .events
+        .last_seq;
+    let _ = target_tx.send(last);
+    let live_done = timed(Duration::from_secs(60), "the live subscriber", reader).await??;
+    let live_events = last + 1 - first;
+    let live_secs = live_done.duration_since(churn_started).as_secs_f64();
+
+    // Replay everything the churn produced while a second churn runs.
+    let churn = reserve_many(bench, (bench.peers / 4).max(1));
+    let replay = async {
+        let started = Instant::now();
+        let mut sub = control
+            .subscribe(Some(first), None)
+            .await
+            .map_err(control_client_err)?;
+        let mut expected = first;
+        while expected <= last {
+            match sub.next().await {
+                Some(Ok(event)) if event.seq == expected => expected += 1,
+                Some(Ok(event)) => {
+                    return Err(format!(
+                        "replay: expected seq {expected}, got {}",
+                        event.seq
+                    ))
+                }
+                Some(Err(e)) => return Err(format!("replay: {e}")),
+                None => return Err("replay subscription ended".into()),
+            }
+        }
+        Ok::<_, String>(started.elapsed())
+    };
+    let (holders, replayed) = futures::join!(churn, replay);
+    let replay_secs = replayed?.as_secs_f64();
+    release_all(holders?).await;
+
+    let mut out = Map::new();
+    out.insert("peers".into(), json!(bench.peers));
+    out.insert("events".into(), json!(live_events));
+    out.insert(
+        "live_events_per_s".into(),
+        json!(round(live_events as f64 / live_secs, 0)),
+    );
+    out.insert(
+        "replay_events_per_s".into(),
+        json!(round(live_events as f64 / replay_secs, 0)),
+    );
+    out.insert("lost".into(), json!(0));
+    Ok(out)
+}
+
+/// `status` round trips over one control connection while `--peers`
+/// reservations are held: p50 and p99.
+async fn control_status(bench: &Bench) -> Result<Map<String, Value>, String> {
+    use bsv_p2p_proto::Client as Control;
+
+    const CALLS: usize = 5000;
+    let holders = reserve_many(bench, bench.peers).await?;
+    let control = Control::connect(bench.socket()?)
+        .await
+        .map_err(control_client_err)?;
+    let mut samples = Vec::with_capacity(CALLS);
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let status = control.status().await.map_err(control_client_err)?;
+        samples.push(t.elapsed());
+        if status.counts.reservations < bench.peers as u64 {
+            return Err(format!(
+                "status counts {} reservations, {} are held",
+                status.counts.reservations, bench.peers
+            ));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    release_all(holders).await;
+    let us = |q| quantile(&samples, q).as_micros() as u64;
+    let mut out = Map::new();
+    out.insert("reservations".into(), json!(bench.peers));
+    out.insert("calls".into(), json!(CALLS));
+    out.insert("calls_per_s".into(), json!(round(CALLS as f64 / secs, 0)));
+    out.insert("p50_us".into(), json!(us(0.5)));
+    out.insert("p99_us".into(), json!(us(0.99)));
+    out.insert("max_us".into(), json!(us(1.0)));
     Ok(out)
 }
 
@@ -438,6 +620,10 @@ fn main() -> ExitCode {
         (None, None) => unreachable!("started above"),
     };
     let relay_pid = relay.as_ref().map(Relay::pid).or(args.relay_pid);
+    let socket = args
+        .socket
+        .clone()
+        .or_else(|| relay.as_ref().map(Relay::socket));
     let mut bench = Bench {
         relay_addr,
         relay,
@@ -446,6 +632,7 @@ fn main() -> ExitCode {
         pings: args.pings,
         circuits: args.circuits,
         peers: args.peers,
+        socket,
     };
 
     let mut failed = false;

@@ -1,0 +1,321 @@
+//! A js-libp2p 3.x bot (`tests/js/bot.mjs`) as a test fixture: started with
+//! the Node 22 that `tests/js/install.sh` installs, driven by JSON commands on
+//! its stdin, watched through the JSON events on its stdout. See
+//! `tests/js/README.md` for the bot's commands and events.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use libp2p::Multiaddr;
+use serde_json::{json, Value};
+
+use crate::jsonlog::{JsonLines, WaitError};
+use crate::relay::workspace_dir;
+
+/// How long a bot gets to start and dial its relay.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Node 22 binary `tests/js/install.sh` puts under `tests/js/node_modules`.
+/// Panics (the tests fail, they are not skipped) when it is missing.
+pub fn node_bin() -> PathBuf {
+    let js = js_dir();
+    let node = js.join("node_modules/node/bin/node");
+    assert!(
+        node.is_file(),
+        "{} is missing: run tests/js/install.sh (scripts/test does) to install Node 22 and js-libp2p",
+        node.display()
+    );
+    assert!(
+        js.join("node_modules/libp2p/package.json").is_file(),
+        "js-libp2p is not installed under {}: run tests/js/install.sh",
+        js.display()
+    );
+    node
+}
+
+fn js_dir() -> PathBuf {
+    workspace_dir().join("tests").join("js")
+}
+
+/// What to start a bot with; each maps to a `bot.mjs` flag.
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    /// The relay's multiaddr, ending with `/p2p/<relay peer id>`.
+    pub relay: Multiaddr,
+    /// `tcp`, `ws` or `any`.
+    pub transport: &'static str,
+    /// The connection monitor's ping interval (the daemon's is 10 s).
+    pub monitor_interval: Duration,
+    /// Take no reservation.
+    pub no_reserve: bool,
+    /// Comma-separated gossip topics; `None` for the bot's defaults.
+    pub topics: Option<String>,
+}
+
+impl BotOptions {
+    /// A bot that dials `relay` over the transport its address names.
+    pub fn new(relay: Multiaddr) -> BotOptions {
+        let ws = relay
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::Ws(_)));
+        BotOptions {
+            relay,
+            transport: if ws { "ws" } else { "tcp" },
+            monitor_interval: Duration::from_secs(10),
+            no_reserve: false,
+            topics: None,
+        }
+    }
+}
+
+/// A running bot process.
+pub struct Bot {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<JsonLines>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    peer_id: String,
+    next_id: u64,
+    exit: Option<ExitStatus>,
+}
+
+impl Bot {
+    /// Starts a bot and waits until it is connected to its relay (not yet
+    /// reserved: see [`Bot::wait_reserved`]).
+    pub fn start(options: BotOptions) -> Bot {
+        let mut cmd = Command::new(node_bin());
+        cmd.current_dir(js_dir())
+            .arg("bot.mjs")
+            .arg("--relay")
+            .arg(options.relay.to_string())
+            .args(["--transport", options.transport])
+            .arg("--monitor-interval-ms")
+            .arg(options.monitor_interval.as_millis().to_string());
+        if options.no_reserve {
+            cmd.arg("--no-reserve");
+        }
+        if let Some(topics) = &options.topics {
+            cmd.args(["--topics", topics]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the js bot: {e}"));
+        let stdin = child.stdin.take();
+        let (lines, out_reader) = JsonLines::spawn(child.stdout.take().expect("piped stdout"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let err_reader = {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = err_pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let mut bot = Bot {
+            child,
+            stdin,
+            lines,
+            stderr,
+            readers: vec![out_reader, err_reader],
+            peer_id: String::new(),
+            next_id: 1,
+            exit: None,
+        };
+        let started = bot
+            .wait_for("started", |_| true, START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("the bot did not start: {e}"));
+        bot.peer_id = started["peerId"].as_str().unwrap_or_default().to_string();
+        let connected = bot
+            .wait_for(
+                "relay_connected",
+                |_| true,
+                START_TIMEOUT.saturating_sub(Duration::from_secs(1)),
+            )
+            .or_else(|e| match bot.events_of("error").first() {
+                Some(err) => Err(format!("{err}")),
+                None => Err(e),
+            });
+        if let Err(e) = connected {
+            panic!("the bot could not reach its relay: {e}");
+        }
+        bot
+    }
+
+    /// The bot's peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.all()
+    }
+
+    /// Events of `kind` so far.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    /// Index of the next event, to wait only for later ones.
+    pub fn mark(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for an event of `kind` satisfying `pred`, seen at any time.
+    pub fn wait_for(
+        &self,
+        kind: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        self.wait_for_after(0, kind, pred, timeout)
+    }
+
+    /// Waits for an event of `kind` satisfying `pred` at index `mark` or later.
+    pub fn wait_for_after(
+        &self,
+        mark: usize,
+        kind: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        self.lines
+            .wait_after(mark, |e| e["event"] == kind && pred(e), timeout)
+            .map_err(|e| match e {
+                WaitError::Closed => format!(
+                    "bot {} exited before a matching {kind:?} event; stderr: {}",
+                    self.peer_id,
+                    self.stderr()
+                ),
+                WaitError::Timeout { tail } => format!(
+                    "bot {}: no matching {kind:?} event within {timeout:?}; last events: {tail}",
+                    self.peer_id
+                ),
+            })
+    }
+
+    /// Waits until the bot holds a reservation; returns its circuit addresses.
+    pub fn wait_reserved(&self, timeout: Duration) -> Vec<String> {
+        let reserved = self
+            .wait_for("reserved", |_| true, timeout)
+            .unwrap_or_else(|e| panic!("no reservation: {e}"));
+        reserved["addrs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sends `cmd` (an object with a `cmd` field; an `id` and a `timeout_ms`
+    /// of `timeout` are added) and waits for its result. The result's `ok`
+    /// is not checked: see [`Bot::ok`].
+    pub fn command(&mut self, mut cmd: Value, timeout: Duration) -> Result<Value, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        cmd["id"] = json!(id);
+        if cmd.get("timeout_ms").is_none() {
+            cmd["timeout_ms"] = json!(timeout.as_millis() as u64);
+        }
+        let mark = self.mark();
+        let stdin = self.stdin.as_mut().ok_or("the bot's stdin is closed")?;
+        writeln!(stdin, "{cmd}")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("cannot send {cmd} to the bot: {e}"))?;
+        // The bot answers within timeout_ms by itself; the margin covers a
+        // bot that is stuck entirely.
+        self.wait_for_after(
+            mark,
+            "result",
+            |r| r["id"] == json!(id),
+            timeout + Duration::from_secs(10),
+        )
+    }
+
+    /// Runs `cmd` and panics unless the bot answers `ok: true`.
+    pub fn ok(&mut self, cmd: Value, timeout: Duration) -> Value {
+        let shown = cmd.to_string();
+        let result = self
+            .command(cmd, timeout)
+            .unwrap_or_else(|e| panic!("{shown}: {e}"));
+        assert_eq!(
+            result["ok"],
+            json!(true),
+            "{shown} failed: {result}; bot stderr: {}",
+            self.stderr()
+        );
+        result
+    }
+
+    /// Closes stdin (the bot stops after its commands) and waits for it to exit.
+    pub fn stop(mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.stdin.take();
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit = Some(status);
+                    return Ok(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    self.kill();
+                    return Err(format!(
+                        "bot {} did not exit within {timeout:?}; killed it",
+                        self.peer_id
+                    ));
+                }
+                Err(e) => return Err(format!("cannot wait for the bot: {e}")),
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let _ = self.child.kill();
+        self.exit = self.child.wait().ok();
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.stdin.take();
+        self.kill();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
