@@ -160,8 +160,10 @@ async fn metrics(req: Request<State>) -> tide::Result {
             process: process::usage(),
         },
     );
+    // Set as a header, before the body, to keep the exposition format's
+    // canonical spelling (the Mime type would reorder its parameters).
     Ok(Response::builder(StatusCode::Ok)
-        .content_type(metrics::CONTENT_TYPE)
+        .header("Content-Type", metrics::CONTENT_TYPE)
         .body(out.finish())
         .build())
 }
