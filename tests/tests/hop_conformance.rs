@@ -1038,3 +1038,61 @@ fn a_circuit_closed_by_both_ends_reports_its_bytes_each_way() {
         assert_eq!(count(&stats["bytesRelayed"]["dstToSrc"]), 71_000, "{stats}");
     });
 }
+
+#[test]
+fn silent_peers_are_given_up_on_after_the_request_timeout() {
+    // The relay's bound on waiting for a request or a stop answer.
+    let timeout = Duration::from_secs(10);
+    let relay = start(json!({}));
+    block_on(async {
+        let r = relay.peer_id();
+        let src = peer(&relay, false).await;
+        let sleeper = reserved(&relay).await;
+        let idle = peer(&relay, false).await;
+        let started = Instant::now();
+
+        // A destination that takes the stop stream and never answers: the
+        // source gets CONNECTION_FAILED once the relay stops waiting.
+        let stalled = async {
+            let (asked, held) = futures::join!(src.connect_via(r, sleeper.peer_id()), async {
+                let (_, mut stream) = sleeper.next_stop(EVENT_TIMEOUT).await?;
+                hop::read_stop(&mut stream).await?;
+                Ok::<_, String>(stream)
+            });
+            let _held = held.expect("the sleeper reads CONNECT");
+            let (reply, _) = asked.expect("CONNECT answered");
+            (reply, started.elapsed())
+        };
+        // A hop stream on which nothing is ever sent is closed, unanswered.
+        let silent = async {
+            let mut stream = idle.open_hop(r).await.expect("hop stream");
+            let ended = read_until_end(&mut stream, timeout + Duration::from_secs(5)).await;
+            (ended, started.elapsed())
+        };
+        let ((reply, answered_at), (ended, closed_at)) = futures::join!(stalled, silent);
+
+        expect_status(
+            &reply,
+            Status::ConnectionFailed,
+            "destination that never answers",
+        );
+        assert!(
+            answered_at >= timeout - Duration::from_millis(500),
+            "the relay gave up on the stop answer after only {answered_at:?}"
+        );
+        let (bytes, _) = ended.expect("the silent hop stream is closed");
+        assert_eq!(bytes, 0, "the relay answered a request never sent");
+        assert!(
+            closed_at >= timeout - Duration::from_millis(500),
+            "the relay closed the silent stream after only {closed_at:?}"
+        );
+
+        let stats = ctl_stats(&relay);
+        assert_eq!(
+            count(&stats["circuits"]["denied"]["connection_failed"]),
+            1,
+            "{stats}"
+        );
+        assert_eq!(count(&stats["circuits"]["active"]), 0, "{stats}");
+    });
+}
