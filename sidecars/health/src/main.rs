@@ -16,11 +16,13 @@ mod metrics;
 mod process;
 mod routes;
 
-use std::process::ExitCode;
-
 use argh::FromArgs;
-use async_std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
+use futures::StreamExt;
 
 use config::{Args, Config};
 use link::Link;
@@ -91,8 +93,36 @@ async fn serve(config: Config) -> Result<(), String> {
         config.socket.display(),
         config.max_age.as_millis()
     );
-    routes::app(routes::Sidecar::new(link))
-        .listen(listener)
-        .await
-        .map_err(|e| format!("serving http://{bound}: {e}"))
+    let app = routes::app(routes::Sidecar::new(link));
+    let mut incoming = listener.incoming();
+    while let Some(stream) = incoming.next().await {
+        match stream {
+            Ok(stream) => {
+                task::spawn(connection(app.clone(), stream));
+            }
+            // Out of descriptors, most likely: let connections close.
+            Err(e) => {
+                log::warn!("cannot accept an HTTP connection: {e}");
+                task::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Err(format!("http://{bound} stopped accepting connections"))
+}
+
+/// One HTTP/1.1 connection, keep-alive, until the client closes it.
+async fn connection(app: tide::Server<routes::State>, stream: TcpStream) {
+    // A response is written in several pieces; without this, each waits for
+    // the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let (local, peer) = (stream.local_addr().ok(), stream.peer_addr().ok());
+    let served = async_h1::accept(stream, |mut req| async {
+        req.set_local_addr(local);
+        req.set_peer_addr(peer);
+        app.respond(req).await
+    })
+    .await;
+    if let Err(e) = served {
+        log::debug!("HTTP connection from {peer:?} ended: {e}");
+    }
 }
