@@ -280,3 +280,131 @@ impl Keeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bsv_p2p_proto::{
+        Command, Config, Counts, Feed, Listener, MemoryJournal, Shutdown, Timestamp, Trigger,
+    };
+    use std::sync::atomic::AtomicUsize;
+
+    /// A control socket whose relay answers `status` after `delay`,
+    /// counting the requests it got.
+    async fn stand_in(path: &std::path::Path, delay: Duration) -> (Trigger, Arc<AtomicUsize>) {
+        let feed = Feed::new(Arc::new(MemoryJournal::new(100)));
+        let (listener, commands) = Listener::bind(Config::new(path, "stand-in/0"), feed)
+            .await
+            .expect("bind the stand-in socket");
+        let (trigger, shutdown) = Shutdown::new();
+        task::spawn(listener.run(shutdown));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        task::spawn(async move {
+            while let Ok(command) = commands.recv().await {
+                if let Command::Status(reply) = command {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    task::sleep(delay).await;
+                    reply.ok(StatusResult {
+                        peer_id: "12D3KooWStandIn".into(),
+                        version: "0".into(),
+                        uptime_secs: 1,
+                        started_at: Timestamp::now(),
+                        listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+                        announce_addrs: vec![],
+                        relay_addrs: vec![],
+                        counts: Counts::default(),
+                    });
+                }
+            }
+        });
+        (trigger, asked)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("bsv-p2p-health-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    async fn until_up(link: &Link) {
+        for _ in 0..100 {
+            if link.is_up() {
+                return;
+            }
+            task::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the link did not come up: {}", link.down().reason);
+    }
+
+    #[test]
+    fn concurrent_requests_share_one_reading_and_none_is_older_than_max_age() {
+        task::block_on(async {
+            let dir = scratch("share");
+            let socket = dir.join("relay.sock");
+            let (_trigger, asked) = stand_in(&socket, Duration::from_millis(50)).await;
+            let (link, keeper) =
+                Link::new(socket, Duration::from_secs(2), Duration::from_millis(300));
+            task::spawn(keeper.run());
+            until_up(&link).await;
+
+            let arrival = Instant::now();
+            let reads = (0..50).map(|_| link.status(arrival));
+            for outcome in futures::future::join_all(reads).await {
+                assert_eq!(outcome.expect("read").peer_id, "12D3KooWStandIn");
+            }
+            assert_eq!(
+                asked.load(Ordering::SeqCst),
+                1,
+                "fifty requests, one reading"
+            );
+
+            link.status(Instant::now()).await.unwrap();
+            assert_eq!(asked.load(Ordering::SeqCst), 1, "still fresh");
+            task::sleep(Duration::from_millis(350)).await;
+            link.status(Instant::now()).await.unwrap();
+            assert_eq!(
+                asked.load(Ordering::SeqCst),
+                2,
+                "older than max_age: asked again"
+            );
+            assert_eq!(link.status_calls().errors.load(Ordering::Relaxed), 0);
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+
+    #[test]
+    fn a_relay_that_stops_is_reported_at_once_and_found_again_when_it_returns() {
+        task::block_on(async {
+            let dir = scratch("restart");
+            let socket = dir.join("relay.sock");
+            let (trigger, _) = stand_in(&socket, Duration::ZERO).await;
+            let (link, keeper) = Link::new(socket.clone(), Duration::from_secs(2), Duration::ZERO);
+            task::spawn(keeper.run());
+            until_up(&link).await;
+            link.status(Instant::now()).await.unwrap();
+
+            trigger.fire();
+            task::sleep(Duration::from_millis(200)).await;
+            let problem = link.status(Instant::now()).await.unwrap_err();
+            assert!(!problem.reachable, "{problem:?}");
+            assert!(!link.is_up());
+            assert_eq!(link.outages(), 1);
+            // While down, requests are answered without waiting on the socket.
+            let asked_at = Instant::now();
+            let again = link.status(Instant::now()).await.unwrap_err();
+            assert!(asked_at.elapsed() < Duration::from_millis(50));
+            assert!(again.reason.contains("relay.sock"), "{again:?}");
+
+            let (_trigger, _) = stand_in(&socket, Duration::ZERO).await;
+            until_up(&link).await;
+            assert_eq!(
+                link.status(Instant::now()).await.unwrap().peer_id,
+                "12D3KooWStandIn"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+}
