@@ -125,6 +125,8 @@ open_enum! {
         Reset = "reset",
         /// The relay is stopping.
         Shutdown = "shutdown",
+        /// The source's or the destination's connection to the relay closed.
+        Disconnected = "disconnected",
     }
 }
 

@@ -147,9 +147,9 @@ impl Bot {
                 |_| true,
                 START_TIMEOUT.saturating_sub(Duration::from_secs(1)),
             )
-            .or_else(|e| match bot.events_of("error").first() {
-                Some(err) => Err(format!("{err}")),
-                None => Err(e),
+            .map_err(|e| match bot.events_of("error").first() {
+                Some(err) => format!("{err}"),
+                None => e,
             });
         if let Err(e) = connected {
             panic!("the bot could not reach its relay: {e}");

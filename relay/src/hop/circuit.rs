@@ -40,6 +40,8 @@ pub enum End {
     Reset,
     /// The relay is stopping.
     Shutdown,
+    /// The source's or the destination's connection to the relay closed.
+    Disconnected,
 }
 
 impl End {
@@ -50,6 +52,7 @@ impl End {
             Self::DurationLimit => "duration_limit",
             Self::Reset => "reset",
             Self::Shutdown => "shutdown",
+            Self::Disconnected => "disconnected",
         }
     }
 }
@@ -160,7 +163,7 @@ impl Direction {
 
 /// Relays between `src` and `dst` until both sides finish, a byte arrives
 /// past a direction's data limit, the duration is up, either side fails, or
-/// `stop` resolves. Dropping the streams afterwards
+/// `stop` resolves (with the reason it gives). Dropping the streams afterwards
 /// resets whatever is still open.
 pub struct Splice<S, D, X> {
     src: S,
@@ -197,14 +200,14 @@ impl<S, D, X> Future for Splice<S, D, X>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     D: AsyncRead + AsyncWrite + Unpin,
-    X: Future<Output = ()> + Unpin,
+    X: Future<Output = End> + Unpin,
 {
     type Output = End;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
         let this = &mut *self;
-        if this.stop.poll_unpin(cx).is_ready() {
-            return Poll::Ready(End::Shutdown);
+        if let Poll::Ready(end) = this.stop.poll_unpin(cx) {
+            return Poll::Ready(end);
         }
         if let Some(d) = &mut this.deadline {
             if d.poll_unpin(cx).is_ready() {
@@ -305,7 +308,7 @@ mod tests {
             None,
             None,
             counters.clone(),
-            futures::future::pending(),
+            futures::future::pending::<End>(),
         );
         let end = futures::executor::block_on(&mut splice);
         assert_eq!(end, End::Done);
@@ -325,7 +328,7 @@ mod tests {
             Some(20_000),
             None,
             counters.clone(),
-            futures::future::pending(),
+            futures::future::pending::<End>(),
         );
         let end = futures::executor::block_on(&mut splice);
         assert_eq!(end, End::DataLimit);
@@ -343,7 +346,7 @@ mod tests {
             Some(20_000),
             None,
             counters.clone(),
-            futures::future::pending(),
+            futures::future::pending::<End>(),
         );
         let end = futures::executor::block_on(&mut splice);
         assert_eq!(end, End::Done);
@@ -362,7 +365,7 @@ mod tests {
             Some(20_000),
             None,
             counters.clone(),
-            futures::future::pending(),
+            futures::future::pending::<End>(),
         );
         let end = futures::executor::block_on(&mut splice);
         assert_eq!(end, End::DataLimit);

@@ -172,6 +172,10 @@ struct Circuit {
     opened: u64,
     counters: Arc<Counters>,
     established: bool,
+    /// Ends the running circuit when a side's connection closes: a dead
+    /// connection does not always reach the circuit's streams as an error,
+    /// and a half-open circuit would hold its slots for good.
+    disconnect: Option<oneshot::Sender<()>>,
 }
 
 /// What spawned tasks report back.
@@ -546,6 +550,7 @@ impl Behaviour {
                 opened: unix_now(),
                 counters: Arc::new(Counters::default()),
                 established: false,
+                disconnect: None,
             },
         );
         self.waiting.insert(id, stream);
@@ -558,12 +563,15 @@ impl Behaviour {
 
     /// The destination accepted a stop stream: run the circuit.
     fn on_stop_stream(&mut self, id: CircuitId, stop: Stream) {
-        let (Some(src_stream), Some(c)) = (self.waiting.remove(&id), self.circuits.get(&id)) else {
+        let (Some(src_stream), Some(c)) = (self.waiting.remove(&id), self.circuits.get_mut(&id))
+        else {
             return; // the source left meanwhile; dropping `stop` resets it
         };
+        let (disconnect_tx, disconnect_rx) = oneshot::channel::<()>();
+        c.disconnect = Some(disconnect_tx);
         let src = c.src;
-        let limit = self.limit();
         let counters = c.counters.clone();
+        let limit = self.limit();
         let data = self.config.circuit_data;
         let duration = self.config.circuit_duration;
         let reports = self.reports_tx.clone();
@@ -597,7 +605,11 @@ impl Behaviour {
                 return;
             }
             let _ = reports.unbounded_send(Report::Established(id));
-            let stop_signal = shutdown.map(|_| ());
+            let stop_signal = futures::future::select(
+                shutdown.map(|_| End::Shutdown),
+                disconnect_rx.map(|_| End::Disconnected),
+            )
+            .map(|either| either.factor_first().0);
             let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal).await;
             let _ = reports.unbounded_send(Report::Ended(id, end));
         });
@@ -747,6 +759,13 @@ impl Behaviour {
             .collect();
         for id in waiting_on_conn {
             self.fail_waiting(id);
+        }
+        for c in self.circuits.values_mut() {
+            if c.src_conn == conn || c.dst_conn == conn {
+                if let Some(tx) = c.disconnect.take() {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 
