@@ -184,10 +184,15 @@ impl Link {
             reading.calls.errors.fetch_add(1, Ordering::Relaxed);
             self.failed(&e)
         });
-        *slot = Some(Taken {
-            sent,
-            outcome: outcome.clone(),
-        });
+        // An unreachable relay is answered from the link's state, so that
+        // the first request after the keeper reconnects asks again.
+        *slot = match &outcome {
+            Err(problem) if !problem.reachable => None,
+            _ => Some(Taken {
+                sent,
+                outcome: outcome.clone(),
+            }),
+        };
         outcome
     }
 
