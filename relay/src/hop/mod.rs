@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::channel::{mpsc, oneshot};
 use futures::future::Shared;
-use futures::{FutureExt, StreamExt};
+use futures::{AsyncWriteExt, FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, SignedEnvelope};
@@ -342,12 +342,7 @@ impl Behaviour {
 
     fn deny(&mut self, stream: Stream, refusal: Refusal) {
         let msg = HopMessage::status(refusal.status()).encode();
-        async_std::task::spawn(async move {
-            let mut stream = stream;
-            let _ =
-                async_std::future::timeout(REQUEST_TIMEOUT, proto::write_frame(&mut stream, &msg))
-                    .await;
-        });
+        async_std::task::spawn(answer_and_close(stream, msg));
     }
 
     fn on_request(
@@ -475,14 +470,7 @@ impl Behaviour {
             peer: None,
         }
         .encode();
-        async_std::task::spawn(async move {
-            let mut stream = stream;
-            let _ = async_std::future::timeout(
-                REQUEST_TIMEOUT,
-                proto::write_frame(&mut stream, &reply),
-            )
-            .await;
-        });
+        async_std::task::spawn(answer_and_close(stream, reply));
         self.emit(Event::ReservationCreated {
             peer,
             renewed: renewal,
@@ -585,11 +573,7 @@ impl Behaviour {
                     .unwrap_or(false);
             if !accepted {
                 let msg = HopMessage::status(Status::ConnectionFailed).encode();
-                let _ = async_std::future::timeout(
-                    REQUEST_TIMEOUT,
-                    proto::write_frame(&mut src_stream, &msg),
-                )
-                .await;
+                answer_and_close(src_stream, msg).await;
                 let _ = reports.unbounded_send(Report::StopRefused(id));
                 return;
             }
@@ -788,6 +772,18 @@ impl Behaviour {
         }
         self.queue.push_back(ToSwarm::GenerateEvent(event));
     }
+}
+
+/// Writes the last message of a hop exchange and closes the stream with a
+/// FIN, within [`REQUEST_TIMEOUT`]. Dropping the stream instead would put a
+/// reset right behind the message, and a peer that handles the reset first
+/// loses the answer.
+async fn answer_and_close(mut stream: Stream, msg: Vec<u8>) {
+    let _ = async_std::future::timeout(REQUEST_TIMEOUT, async {
+        proto::write_frame(&mut stream, &msg).await?;
+        stream.close().await
+    })
+    .await;
 }
 
 /// Sends CONNECT on the stop stream and waits for the destination's OK.
