@@ -241,6 +241,9 @@ fn shutting_down() -> RpcError {
     RpcError::new(code::SHUTTING_DOWN, "the relay is shutting down")
 }
 
+/// Bytes of queued lines gathered into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Writes queued lines until every sender is gone, then closes the socket.
 /// A line that cannot be written within `limit` means the client stopped
 /// reading: it is dropped rather than let the queue behind it grow.
@@ -250,8 +253,19 @@ async fn write_lines(
     limit: Duration,
     client: u64,
 ) {
+    // Lines already queued go out in one write: a subscriber catching up
+    // on the journal gets thousands of events without a syscall each.
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Ok(line) = lines.recv().await {
-        match timeout(limit, stream.write_all(&line)).await {
+        batch.clear();
+        batch.extend_from_slice(&line);
+        while batch.len() < WRITE_BATCH {
+            match lines.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        match timeout(limit, stream.write_all(&batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => {

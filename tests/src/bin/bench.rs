@@ -8,6 +8,8 @@
 //! scenario is adding a function and a row in [`SCENARIOS`].
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -437,24 +439,30 @@ async fn control_events(bench: &Bench) -> Result<Map<String, Value>, String> {
     let (target_tx, target_rx) = futures::channel::oneshot::channel::<u64>();
     let reader = async_std::task::spawn(async move {
         let mut expected = first;
+        let mut resumes = 0u64;
         let mut target = None;
         let mut target_rx = target_rx.fuse();
         loop {
             futures::select! {
                 t = target_rx => target = t.ok(),
                 item = live.next().fuse() => match item {
+                    // After a resume the last event seen may come again.
+                    Some(Ok(event)) if event.seq < expected => {}
                     Some(Ok(event)) => {
                         if event.seq != expected {
                             return Err(format!("live: expected seq {expected}, got {}", event.seq));
                         }
                         expected += 1;
                     }
-                    Some(Err(e)) => return Err(format!("live subscription: {e}")),
+                    Some(Err(e)) if e.is_fatal() => return Err(format!("live subscription: {e}")),
+                    // Cut off for falling behind, or the connection dropped:
+                    // the subscription resumes after the last seq it saw.
+                    Some(Err(_)) => resumes += 1,
                     None => return Err("live subscription ended".into()),
                 },
             }
             if target.is_some_and(|t| expected > t) {
-                return Ok(Instant::now());
+                return Ok((Instant::now(), resumes));
             }
         }
     });
@@ -469,37 +477,48 @@ async fn control_events(bench: &Bench) -> Result<Map<String, Value>, String> {
         .events
         .last_seq;
     let _ = target_tx.send(last);
-    let live_done = timed(Duration::from_secs(60), "the live subscriber", reader).await??;
+    let (live_done, live_resumes) =
+        timed(Duration::from_secs(60), "the live subscriber", reader).await??;
     let live_events = last + 1 - first;
     let live_secs = live_done.duration_since(churn_started).as_secs_f64();
 
-    // Replay everything the churn produced while a second churn runs.
-    let churn = reserve_many(bench, (bench.peers / 4).max(1));
-    let replay = async {
-        let started = Instant::now();
-        let mut sub = control
-            .subscribe(Some(first), None)
-            .await
-            .map_err(control_client_err)?;
-        let mut expected = first;
-        while expected <= last {
-            match sub.next().await {
-                Some(Ok(event)) if event.seq == expected => expected += 1,
-                Some(Ok(event)) => {
-                    return Err(format!(
-                        "replay: expected seq {expected}, got {}",
-                        event.seq
-                    ))
+    // Replay everything the first churn produced, three times, while peers
+    // keep reserving and leaving at a steady CHURN_PER_S.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = paced_churn(bench, CHURN_PER_S, stop.clone());
+    let replays = async {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut sub = control
+                .subscribe(Some(first), None)
+                .await
+                .map_err(control_client_err)?;
+            let mut expected = first;
+            while expected <= last {
+                let next = timed(Duration::from_secs(30), "a replayed event", sub.next()).await?;
+                match next {
+                    Some(Ok(event)) if event.seq == expected => expected += 1,
+                    Some(Ok(event)) => {
+                        return Err(format!(
+                            "replay: expected seq {expected}, got {}",
+                            event.seq
+                        ))
+                    }
+                    Some(Err(e)) => return Err(format!("replay: {e}")),
+                    None => return Err("replay subscription ended".into()),
                 }
-                Some(Err(e)) => return Err(format!("replay: {e}")),
-                None => return Err("replay subscription ended".into()),
             }
+            rates.push(live_events as f64 / started.elapsed().as_secs_f64());
         }
-        Ok::<_, String>(started.elapsed())
+        stop.store(true, Ordering::Relaxed);
+        Ok::<_, String>(rates)
     };
-    let (holders, replayed) = futures::join!(churn, replay);
-    let replay_secs = replayed?.as_secs_f64();
-    release_all(holders?).await;
+    let (churned, rates) = futures::join!(churn, replays);
+    stop.store(true, Ordering::Relaxed);
+    let mut rates = rates?;
+    let (churned, churn_secs) = churned?;
+    rates.sort_by(f64::total_cmp);
 
     let mut out = Map::new();
     out.insert("peers".into(), json!(bench.peers));
@@ -508,12 +527,60 @@ async fn control_events(bench: &Bench) -> Result<Map<String, Value>, String> {
         "live_events_per_s".into(),
         json!(round(live_events as f64 / live_secs, 0)),
     );
+    out.insert("replay_events_per_s".into(), json!(round(rates[1], 0)));
     out.insert(
-        "replay_events_per_s".into(),
-        json!(round(live_events as f64 / replay_secs, 0)),
+        "churn_reservations_per_s".into(),
+        json!(round(churned as f64 / churn_secs.max(1e-9), 1)),
     );
+    out.insert("live_resumes".into(), json!(live_resumes));
     out.insert("lost".into(), json!(0));
     Ok(out)
+}
+
+/// Reservations per second made (and ended) beside the replay.
+const CHURN_PER_S: f64 = 200.0;
+
+/// Peers that reserve and leave at `rate` per second until `stop`; how many
+/// did, and over how long.
+async fn paced_churn(
+    bench: &Bench,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+) -> Result<(usize, f64), String> {
+    let relay_peer = match bench.relay_addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => return Err("the relay address must end in /p2p/<id>".into()),
+    };
+    let started = Instant::now();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut launched = 0usize;
+    let mut done = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (started.elapsed().as_secs_f64() * rate) as usize;
+        while launched < due && pending.len() < 64 {
+            let addr = bench.relay_addr.clone();
+            pending.push(async move {
+                let holder = timed(
+                    Duration::from_secs(20),
+                    "a churn reservation",
+                    Holder::reserve(addr, relay_peer),
+                )
+                .await??;
+                holder.release().await;
+                Ok::<_, String>(())
+            });
+            launched += 1;
+        }
+        futures::select! {
+            r = pending.select_next_some() => { r?; done += 1; }
+            _ = async_std::task::sleep(Duration::from_millis(5)).fuse() => {}
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+        done += 1;
+    }
+    Ok((done, started.elapsed().as_secs_f64()))
 }
 
 /// `status` round trips over one control connection while `--peers`
