@@ -6,6 +6,7 @@
 pub mod bot;
 pub mod client;
 pub mod ctl;
+pub mod holder;
 pub mod hop;
 pub mod jsonlog;
 pub mod probes;

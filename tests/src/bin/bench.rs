@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use bsv_p2p_tests::client::{timed, ClientEvent};
+use bsv_p2p_tests::holder::{release_all, reserve_many, Holder};
 use bsv_p2p_tests::probes::quantile;
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, Signal};
 use futures::future::BoxFuture;
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{json, Map, Value};
 
@@ -253,115 +254,6 @@ async fn concurrent_circuits(bench: &Bench) -> Result<Map<String, Value>, String
 /// reservation costs the relay) reserve and hold their reservations; reports
 /// reservations per second, relay CPU per reservation and relay memory per
 /// reserved peer (RSS growth over the ramp, read from /proc).
-/// A peer holding a reservation on the relay until [`Holder::release`].
-struct Holder {
-    stop: futures::channel::oneshot::Sender<()>,
-    task: async_std::task::JoinHandle<()>,
-}
-
-impl Holder {
-    /// A new peer dials `addr`, sends RESERVE on a hop stream and checks
-    /// the answer says OK; it then keeps the connection open.
-    async fn reserve(addr: Multiaddr, relay_peer: PeerId) -> Result<Holder, String> {
-        use futures::channel::oneshot;
-        use libp2p::swarm::SwarmEvent;
-        use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
-
-        const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_async_std()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| e.to_string())?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .map_err(|e| e.to_string())?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
-        let mut control = swarm.behaviour().new_control();
-        swarm.dial(addr).map_err(|e| e.to_string())?;
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = async_std::task::spawn(async move {
-            let mut stop = stop_rx.fuse();
-            loop {
-                futures::select! {
-                    e = swarm.select_next_some() => if let SwarmEvent::ConnectionClosed { .. } = e { return; },
-                    _ = stop => return,
-                }
-            }
-        });
-        let mut stream = control
-            .open_stream(relay_peer, HOP)
-            .await
-            .map_err(|e| e.to_string())?;
-        // RESERVE: HopMessage { type = RESERVE (0) }.
-        stream
-            .write_all(&[2, 0x08, 0x00])
-            .await
-            .map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())?;
-        let mut len = [0u8; 2];
-        stream
-            .read_exact(&mut len[..1])
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut n = usize::from(len[0] & 0x7f);
-        if len[0] & 0x80 != 0 {
-            stream
-                .read_exact(&mut len[1..])
-                .await
-                .map_err(|e| e.to_string())?;
-            n |= usize::from(len[1]) << 7;
-        }
-        let mut reply = vec![0u8; n];
-        stream
-            .read_exact(&mut reply)
-            .await
-            .map_err(|e| e.to_string())?;
-        // The status field (5, varint) must say OK (100).
-        if !reply.windows(2).any(|w| w == [0x28, 100]) {
-            return Err(format!("reservation refused: {reply:?}"));
-        }
-        Ok(Holder { stop, task })
-    }
-
-    /// Closes the peer's connection (the relay drops the reservation).
-    async fn release(self) {
-        let _ = self.stop.send(());
-        self.task.await;
-    }
-}
-
-/// `count` peers reserve, at most 64 at a time.
-async fn reserve_many(bench: &Bench, count: usize) -> Result<Vec<Holder>, String> {
-    const IN_FLIGHT: usize = 64;
-    let relay_peer = match bench.relay_addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
-        _ => return Err("the relay address must end in /p2p/<id>".into()),
-    };
-    let mut holders = Vec::with_capacity(count);
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let mut next = 0;
-    while holders.len() < count {
-        while next < count && pending.len() < IN_FLIGHT {
-            pending.push(Holder::reserve(bench.relay_addr.clone(), relay_peer));
-            next += 1;
-        }
-        match pending.next().await {
-            Some(Ok(holder)) => holders.push(holder),
-            Some(Err(e)) => return Err(format!("after {} reservations: {e}", holders.len())),
-            None => break,
-        }
-    }
-    Ok(holders)
-}
-
-async fn release_all(holders: Vec<Holder>) {
-    futures::future::join_all(holders.into_iter().map(Holder::release)).await;
-}
-
 /// Peers that reserve and keep their reservations: the rate, and what each
 /// costs the relay in CPU and memory.
 async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
@@ -370,7 +262,7 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
     let rss0 = bench.relay_rss();
     let cpu0 = bench.relay_cpu();
     let started = Instant::now();
-    let holders = reserve_many(bench, bench.peers).await?;
+    let holders = reserve_many(&bench.relay_addr, bench.peers).await?;
     let secs = started.elapsed().as_secs_f64();
     async_std::task::sleep(Duration::from_millis(500)).await;
     let rss1 = bench.relay_rss();
@@ -466,7 +358,7 @@ async fn control_events(bench: &Bench) -> Result<Map<String, Value>, String> {
             }
         }
     });
-    let holders = reserve_many(bench, bench.peers).await?;
+    let holders = reserve_many(&bench.relay_addr, bench.peers).await?;
     release_all(holders).await;
     // The relay journals the last closes a moment after the peers leave.
     async_std::task::sleep(Duration::from_millis(300)).await;
@@ -589,7 +481,7 @@ async fn control_status(bench: &Bench) -> Result<Map<String, Value>, String> {
     use bsv_p2p_proto::Client as Control;
 
     const CALLS: usize = 5000;
-    let holders = reserve_many(bench, bench.peers).await?;
+    let holders = reserve_many(&bench.relay_addr, bench.peers).await?;
     let control = Control::connect(bench.socket()?)
         .await
         .map_err(control_client_err)?;

@@ -23,12 +23,11 @@ use argh::FromArgs;
 use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use bsv_p2p_tests::client::ClientEvent;
+use bsv_p2p_tests::holder::{release_all, reserve_many};
 use bsv_p2p_tests::probes::quantile;
 use bsv_p2p_tests::relay::workspace_dir;
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, ScratchDir, Signal};
-use futures::channel::oneshot;
-use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
-use libp2p::{Multiaddr, PeerId};
+use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use serde_json::{json, Map, Value};
 
 const MIB: u64 = 1 << 20;
@@ -426,75 +425,6 @@ async fn circuit_scraped(bench: &Bench) -> Result<Map<String, Value>, String> {
     .expect("object"))
 }
 
-/// A reservation held by a peer that runs nothing but TCP, noise, yamux and
-/// one hop stream: `(stop, task)`.
-async fn hold_reservation(
-    addr: Multiaddr,
-    relay: PeerId,
-) -> Result<(oneshot::Sender<()>, async_std::task::JoinHandle<()>), String> {
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
-    const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
-
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_async_std()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| e.to_string())?
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .map_err(|e| e.to_string())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
-    let mut control = swarm.behaviour().new_control();
-    swarm.dial(addr).map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = async_std::task::spawn(async move {
-        let mut stop = stop_rx.fuse();
-        loop {
-            futures::select! {
-                e = swarm.select_next_some() => if let SwarmEvent::ConnectionClosed { .. } = e { return; },
-                _ = stop => return,
-            }
-        }
-    });
-    let mut stream = control
-        .open_stream(relay, HOP)
-        .await
-        .map_err(|e| e.to_string())?;
-    // HopMessage { type = RESERVE (0) }, length-prefixed.
-    stream
-        .write_all(&[2, 0x08, 0x00])
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
-    let mut len = [0u8; 2];
-    stream
-        .read_exact(&mut len[..1])
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut n = usize::from(len[0] & 0x7f);
-    if len[0] & 0x80 != 0 {
-        stream
-            .read_exact(&mut len[1..])
-            .await
-            .map_err(|e| e.to_string())?;
-        n |= usize::from(len[1]) << 7;
-    }
-    let mut reply = vec![0u8; n];
-    stream
-        .read_exact(&mut reply)
-        .await
-        .map_err(|e| e.to_string())?;
-    // The status field (5, varint) must say OK (100).
-    if !reply.windows(2).any(|w| w == [0x28, 100]) {
-        return Err(format!("reservation refused: {reply:?}"));
-    }
-    Ok((stop_tx, task))
-}
-
 fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
@@ -546,21 +476,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "connectionManager": { "maxConnections": 1_000_000, "maxPendingIncoming": 4096 }
     }));
     let relay_addr = relay.tcp_addr();
-    let relay_peer = relay.peer_id();
-    let mut holders = Vec::with_capacity(args.peers);
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let mut next = 0;
-    while holders.len() < args.peers {
-        while next < args.peers && pending.len() < 64 {
-            pending.push(hold_reservation(relay_addr.clone(), relay_peer));
-            next += 1;
-        }
-        match pending.next().await {
-            Some(held) => holders
-                .push(held.map_err(|e| format!("after {} reservations: {e}", holders.len()))?),
-            None => break,
-        }
-    }
+    let holders = reserve_many(&relay_addr, args.peers).await?;
 
     let bin = health_bin();
     if !bin.is_file() {
@@ -609,10 +525,7 @@ async fn run(args: Args) -> Result<bool, String> {
             }
         }
     }
-    for (stop, task) in holders {
-        let _ = stop.send(());
-        task.await;
-    }
+    release_all(holders).await;
     drop(bench.health);
     if let Err(e) = bench.relay.stop(Signal::Term, Duration::from_secs(15)) {
         eprintln!("error: stopping the relay: {e}");

@@ -1,0 +1,135 @@
+//! Lean reservation holders for the benchmarks: peers that run nothing but
+//! TCP, noise, yamux and one hop stream, so that what the relay spends on
+//! them is what a reservation costs.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::{Multiaddr, PeerId};
+
+/// How long a peer waits to connect, open the hop stream and get its answer.
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A peer holding a reservation on the relay until [`Holder::release`].
+pub struct Holder {
+    stop: futures::channel::oneshot::Sender<()>,
+    task: async_std::task::JoinHandle<()>,
+}
+
+impl Holder {
+    /// A new peer dials `addr`, sends RESERVE on a hop stream and checks
+    /// the answer says OK; it then keeps the connection open.
+    pub async fn reserve(addr: Multiaddr, relay_peer: PeerId) -> Result<Holder, String> {
+        use futures::channel::oneshot;
+        use libp2p::swarm::SwarmEvent;
+        use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+
+        const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_async_std()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| e.to_string())?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        swarm.dial(addr).map_err(|e| e.to_string())?;
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = async_std::task::spawn(async move {
+            let mut stop = stop_rx.fuse();
+            loop {
+                futures::select! {
+                    e = swarm.select_next_some() => if let SwarmEvent::ConnectionClosed { .. } = e { return; },
+                    _ = stop => return,
+                }
+            }
+        });
+        // Bounded: if the connection closes first, the swarm task ends and
+        // the stream request would wait for good.
+        let exchange = async {
+            let mut stream = control
+                .open_stream(relay_peer, HOP)
+                .await
+                .map_err(|e| e.to_string())?;
+            // RESERVE: HopMessage { type = RESERVE (0) }.
+            stream
+                .write_all(&[2, 0x08, 0x00])
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+            let mut len = [0u8; 2];
+            stream
+                .read_exact(&mut len[..1])
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut n = usize::from(len[0] & 0x7f);
+            if len[0] & 0x80 != 0 {
+                stream
+                    .read_exact(&mut len[1..])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                n |= usize::from(len[1]) << 7;
+            }
+            let mut reply = vec![0u8; n];
+            stream
+                .read_exact(&mut reply)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The status field (5, varint) must say OK (100).
+            if !reply.windows(2).any(|w| w == [0x28, 100]) {
+                return Err(format!("reservation refused: {reply:?}"));
+            }
+            Ok::<_, String>(())
+        };
+        match async_std::future::timeout(RESERVE_TIMEOUT, exchange).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let _ = stop.send(());
+                return Err(format!("no reservation answer within {RESERVE_TIMEOUT:?}"));
+            }
+        }
+        Ok(Holder { stop, task })
+    }
+
+    /// Closes the peer's connection (the relay drops the reservation).
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        self.task.await;
+    }
+}
+
+/// `count` peers reserve on the relay at `relay_addr` (ending in
+/// `/p2p/<relay>`), at most 64 at a time.
+pub async fn reserve_many(relay_addr: &Multiaddr, count: usize) -> Result<Vec<Holder>, String> {
+    const IN_FLIGHT: usize = 64;
+    let relay_peer = match relay_addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => return Err("the relay address must end in /p2p/<id>".into()),
+    };
+    let mut holders = Vec::with_capacity(count);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut next = 0;
+    while holders.len() < count {
+        while next < count && pending.len() < IN_FLIGHT {
+            pending.push(Holder::reserve(relay_addr.clone(), relay_peer));
+            next += 1;
+        }
+        match pending.next().await {
+            Some(Ok(holder)) => holders.push(holder),
+            Some(Err(e)) => return Err(format!("after {} reservations: {e}", holders.len())),
+            None => break,
+        }
+    }
+    Ok(holders)
+}
+
+/// Every holder leaves, all at once.
+pub async fn release_all(holders: Vec<Holder>) {
+    futures::future::join_all(holders.into_iter().map(Holder::release)).await;
+}
