@@ -33,6 +33,11 @@ struct JsonLogger;
 
 impl Log for JsonLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // The journal's storage engine narrates its page cache at debug
+        // level; an operator debugging the relay wants the relay's events.
+        if metadata.target().starts_with("sled") {
+            return metadata.level() <= log::Level::Warn;
+        }
         metadata.level() <= log::max_level()
     }
 
@@ -95,6 +100,21 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_engine_chatter_is_kept_below_warn() {
+        log::set_max_level(LevelFilter::Debug);
+        let meta = |target, level| {
+            log::MetadataBuilder::new()
+                .target(target)
+                .level(level)
+                .build()
+        };
+        let logger = JsonLogger;
+        assert!(!logger.enabled(&meta("sled::pagecache::iobuf", log::Level::Debug)));
+        assert!(logger.enabled(&meta("sled::pagecache::iobuf", log::Level::Warn)));
+        assert!(logger.enabled(&meta("bsv_p2p_relay::relay", log::Level::Debug)));
+    }
 
     #[test]
     fn json_line_has_the_guides_fields() {
