@@ -76,6 +76,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub control_socket: PathBuf,
     pub control_max_clients: usize,
+    /// Worker threads of the async runtime; 0: one per CPU.
+    pub runtime_threads: usize,
     pub journal_max_events: u64,
     pub journal_max_bytes: u64,
 }
@@ -242,6 +244,7 @@ pub fn differences(a: &Config, b: &Config) -> Vec<&'static str> {
         "control",
         (&a.control_socket, a.control_max_clients) != (&b.control_socket, b.control_max_clients),
     );
+    check("runtime.threads", a.runtime_threads != b.runtime_threads);
     check(
         "journal",
         (a.journal_max_events, a.journal_max_bytes) != (b.journal_max_events, b.journal_max_bytes),
@@ -448,6 +451,13 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         ));
     }
     let control_max_clients = range("control.maxClients", control.max_clients, 32, 1, 1024)?;
+    let runtime_threads = range(
+        "runtime.threads",
+        raw.runtime.unwrap_or_default().threads,
+        0,
+        0,
+        1024,
+    )? as usize;
     let journal = raw.journal.unwrap_or_default();
     let journal_max_events = range(
         "journal.maxEvents",
@@ -468,6 +478,7 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         overrides: Overrides::default(),
         control_socket,
         control_max_clients: control_max_clients as usize,
+        runtime_threads,
         journal_max_events,
         journal_max_bytes,
         source: String::new(),
@@ -775,6 +786,14 @@ mod file {
         pub shutdown: Option<Shutdown>,
         pub control: Option<Control>,
         pub journal: Option<Journal>,
+        pub runtime: Option<Runtime>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Runtime {
+        #[serde(default, deserialize_with = "count")]
+        pub threads: Option<u64>,
     }
 
     #[derive(Deserialize, Default)]

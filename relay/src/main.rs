@@ -112,6 +112,11 @@ fn main() -> ExitCode {
     }
 
     logging::init(&config.log_format, config.log_level);
+    if config.runtime_threads > 0 {
+        // Read once, when the runtime first starts (the block_on below);
+        // nothing has touched it before this point.
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", config.runtime_threads.to_string());
+    }
     match async_std::task::block_on(relay::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

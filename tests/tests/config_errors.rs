@@ -72,6 +72,13 @@ struct BadConfig {
 
 const BAD_CONFIGS: &[BadConfig] = &[
     BadConfig {
+        name: "worker threads out of range",
+        source: Source::Text(r#"{ "runtime": { "threads": 5000 } }"#),
+        args: &[],
+        key: "runtime.threads",
+        message: "expected a value from 0 to 1024, got 5000",
+    },
+    BadConfig {
         name: "invalid JSON (trailing comma)",
         source: Source::Text("{\n  \"mode\": \"relay\",\n}\n"),
         args: &[],

@@ -419,3 +419,31 @@ fn circuit_data_limit_cuts_a_transfer_over_it() {
         assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(2 * MIB), "{closed}");
     });
 }
+
+/// Names of the async runtime's worker threads in `/proc/<pid>/task/*/comm`.
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the relay's task list")
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|name| name.starts_with("async-std/runti"))
+        .count()
+}
+
+#[test]
+fn runtime_threads_sets_the_worker_count_and_the_relay_still_relays() {
+    let relay = Relay::start(json!({ "mode": "relay", "runtime": { "threads": 1 } }));
+    assert_eq!(worker_threads(relay.pid()), 1);
+    block_on(async {
+        let a = client().await;
+        let b = client().await;
+        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
+        let t = b
+            .echo(a.peer_id(), 4 * MIB, Duration::from_secs(60))
+            .await
+            .expect("echo through a one-thread relay");
+        assert_eq!(t.bytes, 4 * MIB);
+    });
+    let three = Relay::start(json!({ "mode": "relay", "runtime": { "threads": 3 } }));
+    assert_eq!(worker_threads(three.pid()), 3);
+}
