@@ -96,6 +96,10 @@ pub enum ClientEvent {
         agent: String,
         protocols: Vec<String>,
     },
+    /// rust-libp2p's ping behaviour got an answer from `peer`.
+    Pinged {
+        peer: PeerId,
+    },
     PingFailed {
         peer: PeerId,
         error: String,
@@ -622,6 +626,11 @@ impl Driver {
                 agent: info.agent_version,
                 protocols: info.protocols.iter().map(|p| p.to_string()).collect(),
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            })) => ClientEvent::Pinged { peer },
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 result: Err(e),

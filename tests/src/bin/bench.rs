@@ -184,6 +184,18 @@ async fn circuit_throughput(bench: &Bench) -> Result<Map<String, Value>, String>
 /// straight to the relay over B's own connection.
 async fn circuit_rtt(bench: &Bench) -> Result<Map<String, Value>, String> {
     let pair = bench.pair().await?;
+    // Measure after b's own ping service has pinged a once: rust-libp2p's
+    // ping handler on a keeps one inbound stream per connection, so b's
+    // periodic ping arriving during the measurement would cut the measuring
+    // stream. The next periodic ping is 15 s away.
+    let a_peer = pair.a.peer_id();
+    pair.b
+        .wait_event(
+            0,
+            Duration::from_secs(10),
+            move |e| matches!(e, ClientEvent::Pinged { peer } if *peer == a_peer),
+        )
+        .await?;
     let relay_peer = bsv_p2p_tests::client::peer_of(&bench.relay_addr)
         .ok_or("the relay address has no /p2p/<peer>")?;
     let through = rtts(&pair.b, pair.a.peer_id(), bench.pings).await?;
