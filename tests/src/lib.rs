@@ -11,7 +11,9 @@ pub mod hop;
 pub mod jsonlog;
 pub mod probes;
 pub mod procfs;
+pub mod prometheus;
 pub mod relay;
+pub mod report;
 pub mod scenario;
 pub mod scratch;
 

@@ -39,10 +39,7 @@ fn release_bin(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    bsv_p2p_tests::prometheus::free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls `check` every 100 ms until it returns Some, or panics after `limit`
@@ -226,21 +223,9 @@ fn socket_of(relay: &Relay) -> PathBuf {
     relay.data_dir().join("relay.sock")
 }
 
-/// `bsv-p2p-ctl --socket … --json stats`.
+/// `bsv-p2p-ctl --socket … --json stats` (bounded, exit 0 checked).
 fn ctl_stats(socket: &Path) -> Value {
-    let out = Command::new(release_bin("bsv-p2p-ctl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(["--json", "stats"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bsv-p2p-ctl");
-    assert!(
-        out.status.success(),
-        "bsv-p2p-ctl stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ctl --json prints JSON")
+    bsv_p2p_tests::ctl::json(socket, &["stats"])
 }
 
 /// `promtool check metrics` on `text`: Ok or promtool's complaint.
@@ -303,26 +288,8 @@ impl Prometheus {
              scrape_configs:\n  - job_name: bsv-p2p-health\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
             rules = rules.display()
         );
-        std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect(
-                "prometheus (Debian package prometheus) is installed; scripts/test installs it",
-            );
+        let (child, port) =
+            bsv_p2p_tests::prometheus::spawn(dir.path(), &config).unwrap_or_else(|e| panic!("{e}"));
         let mut prometheus = Prometheus { child, port, dir };
         eventually("Prometheus is ready", SETTLE, || {
             if let Some(status) = prometheus.child.try_wait().map_err(|e| e.to_string())? {

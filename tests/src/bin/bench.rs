@@ -16,6 +16,7 @@ use argh::FromArgs;
 use bsv_p2p_tests::client::{timed, ClientEvent};
 use bsv_p2p_tests::holder::{release_all, reserve_many, Holder};
 use bsv_p2p_tests::probes::quantile;
+use bsv_p2p_tests::report::{print, round};
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, Signal};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -525,30 +526,6 @@ async fn control_status(bench: &Bench) -> Result<Map<String, Value>, String> {
 
 fn transfer_limit(bytes: u64) -> Duration {
     Duration::from_secs(60 + bytes / 10_000_000)
-}
-
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
-fn print(name: &str, fields: Map<String, Value>, as_json: bool) {
-    if as_json {
-        let mut line = Map::new();
-        line.insert("scenario".into(), name.into());
-        line.extend(fields);
-        println!("{}", Value::Object(line));
-    } else {
-        let parts: Vec<String> = fields
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                _ => format!("{k}={v}"),
-            })
-            .collect();
-        println!("{name}: {}", parts.join(" "));
-    }
 }
 
 fn main() -> ExitCode {

@@ -14,7 +14,6 @@
 //!
 //! One JSON object per scenario with `--json`.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use bsv_p2p_tests::client::ClientEvent;
 use bsv_p2p_tests::holder::{release_all, reserve_many};
 use bsv_p2p_tests::probes::quantile;
 use bsv_p2p_tests::relay::workspace_dir;
+use bsv_p2p_tests::report::{print, round};
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, ScratchDir, Signal};
 use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use serde_json::{json, Map, Value};
@@ -85,13 +85,6 @@ impl Drop for Owned {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 fn health_bin() -> PathBuf {
@@ -333,34 +326,15 @@ async fn metrics(bench: &Bench) -> Result<Map<String, Value>, String> {
 /// A circuit's throughput, Prometheus scraping every second or paused.
 async fn circuit_scraped(bench: &Bench) -> Result<Map<String, Value>, String> {
     let dir = ScratchDir::new("bench-prometheus");
-    let port = free_port()?;
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let (child, port) = bsv_p2p_tests::prometheus::spawn(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
              scrape_configs:\n  - job_name: bsv-p2p-health\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             bench.health_port
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.join("prometheus.log")).map_err(|e| e.to_string())?;
-    let prometheus = Owned(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start prometheus (apt-get install prometheus): {e}"))?,
-    );
+    )?;
+    let prometheus = Owned(child);
     await_ok(port, "/-/ready", Duration::from_secs(30)).await?;
 
     let a = Client::start(ClientOptions::default()).await?;
@@ -425,30 +399,6 @@ async fn circuit_scraped(bench: &Bench) -> Result<Map<String, Value>, String> {
     .expect("object"))
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
-fn print(name: &str, fields: Map<String, Value>, as_json: bool) {
-    if as_json {
-        let mut line = Map::new();
-        line.insert("scenario".into(), name.into());
-        line.extend(fields);
-        println!("{}", Value::Object(line));
-    } else {
-        let parts: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                _ => format!("{k}={v}"),
-            })
-            .collect();
-        println!("{name}: {}", parts.join(" "));
-    }
-    let _ = std::io::stdout().flush();
-}
-
 async fn run(args: Args) -> Result<bool, String> {
     let wanted: Vec<String> = args
         .scenarios
@@ -485,7 +435,7 @@ async fn run(args: Args) -> Result<bool, String> {
             bin.display()
         ));
     }
-    let health_port = free_port()?;
+    let health_port = bsv_p2p_tests::prometheus::free_port()?;
     let mut cmd = Command::new(bin);
     cmd.arg("--socket")
         .arg(relay.data_dir().join("relay.sock"))
