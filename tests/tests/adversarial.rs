@@ -1,0 +1,14 @@
+//! Every attack of the threat model, run on loopback against the real
+//! binaries, each bounded in count and time and stopping by itself. One
+//! module per part attacked; each test names the bound it proves.
+
+mod adversarial {
+    mod control;
+    mod datadir;
+    mod health;
+    mod journal;
+    mod logging;
+    mod memory;
+    mod snapshot;
+    mod websocket;
+}
