@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::{transport, upgrade, Transport};
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{autonat, connection_limits, gossipsub, identify, yamux};
+use libp2p::{
+    autonat, connection_limits, gossipsub, identify, noise, tcp, websocket, yamux, PeerId,
+};
 
 use crate::config::Config;
 use crate::{hop, ping};
@@ -33,6 +37,16 @@ const MAX_STREAMS_PER_CONNECTION: usize = 512;
 /// keeps the window fixed, so js frames never exceed it.
 const YAMUX_WINDOW: u32 = 256 * 1024;
 
+/// Subscriptions one gossip RPC may carry. gossipsub keeps each peer's
+/// subscriptions until it leaves; only the configured topics are kept at all
+/// (a peer could otherwise name a megabyte of topics per RPC), and a bot
+/// announces its few topics at once.
+const MAX_SUBSCRIPTIONS_PER_RPC: usize = 64;
+
+/// What a peer may subscribe to through the relay: the configured topics.
+pub type TopicFilter =
+    gossipsub::MaxCountSubscriptionFilter<gossipsub::WhitelistSubscriptionFilter>;
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// `connectionManager`: caps on connections in total and per peer.
@@ -43,9 +57,10 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub identify: identify::Behaviour,
     /// AutoNAT v1 server: bots ask the relay to dial them back.
-    pub autonat: Toggle<autonat::Behaviour>,
-    /// Routes announcements between bots that only meet at the relay.
-    pub gossipsub: Toggle<gossipsub::Behaviour>,
+    pub autonat: Toggle<crate::autonat::Server>,
+    /// Routes announcements between bots that only meet at the relay, on
+    /// the configured topics only.
+    pub gossipsub: Toggle<gossipsub::Behaviour<gossipsub::IdentityTransform, TopicFilter>>,
 }
 
 impl Behaviour {
@@ -69,6 +84,8 @@ impl Behaviour {
                     max_circuits_per_peer: r.max_circuits_per_peer,
                     circuit_duration: r.circuit_limits.duration,
                     circuit_data: r.circuit_limits.data,
+                    requests_per_second: r.request_rate.per_second,
+                    request_burst: r.request_rate.burst,
                 },
                 Box::new(hop::gate::Open),
             )
@@ -85,7 +102,7 @@ impl Behaviour {
         );
 
         let autonat = config.autonat.then(|| {
-            autonat::Behaviour::new(
+            crate::autonat::Server::new(
                 peer_id,
                 autonat::Config {
                     // The relay is a public host: it serves dial-backs but never
@@ -105,9 +122,21 @@ impl Behaviour {
                     .connection_handler_queue_len(GOSSIP_SEND_QUEUE)
                     .build()
                     .map_err(|e| format!("gossipSub: {e}"))?;
-                let mut gs = gossipsub::Behaviour::new(
+                let filter = TopicFilter {
+                    filter: gossipsub::WhitelistSubscriptionFilter(
+                        g.topics
+                            .iter()
+                            .map(|t| gossipsub::IdentTopic::new(t).hash())
+                            .collect(),
+                    ),
+                    max_subscribed_topics: g.topics.len(),
+                    max_subscriptions_per_request: MAX_SUBSCRIPTIONS_PER_RPC,
+                };
+                let mut gs = gossipsub::Behaviour::new_with_subscription_filter(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gs_config,
+                    None,
+                    filter,
                 )
                 .map_err(|e| format!("gossipSub: {e}"))?;
                 for topic in &g.topics {
@@ -128,6 +157,25 @@ impl Behaviour {
             gossipsub: gossipsub.into(),
         })
     }
+}
+
+/// The WebSocket listener (and dialer, for AutoNAT dial-backs): TCP with
+/// Nagle off like the plain TCP transport, noise and yamux, and a cap on the
+/// message size the WebSocket codec will buffer (`websocket.maxMessageSize`):
+/// the codec sizes its buffer from a frame header before any key is checked.
+pub fn websocket_transport(
+    key: &Keypair,
+    max_message_size: usize,
+) -> Result<transport::Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = tcp::async_io::Transport::new(tcp::Config::default().nodelay(true));
+    let mut ws = websocket::Config::new(tcp);
+    ws.set_max_data_size(max_message_size);
+    Ok(ws
+        .upgrade(upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux_config())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 /// The muxer every connection uses (see [`YAMUX_WINDOW`]).

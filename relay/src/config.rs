@@ -80,6 +80,10 @@ pub struct Config {
     pub runtime_threads: usize,
     pub journal_max_events: u64,
     pub journal_max_bytes: u64,
+    /// Log lines queued for the log reader; past this they are dropped and counted.
+    pub log_queue_lines: usize,
+    /// Largest WebSocket message accepted, in bytes.
+    pub websocket_max_message_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +96,15 @@ pub struct RelayConfig {
     pub max_circuits: usize,
     pub max_circuits_per_peer: usize,
     pub circuit_limits: CircuitLimits,
+    pub request_rate: RequestRate,
+}
+
+/// Hop requests (reserve and connect) one peer may make: a token bucket
+/// refilled at `per_second`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestRate {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +251,11 @@ pub fn differences(a: &Config, b: &Config) -> Vec<&'static str> {
     check("gossipSub", a.gossip != b.gossip);
     check("autonat", a.autonat != b.autonat);
     check("log.format", a.log_format != b.log_format);
+    check("log.queueLines", a.log_queue_lines != b.log_queue_lines);
+    check(
+        "websocket.maxMessageSize",
+        a.websocket_max_message_size != b.websocket_max_message_size,
+    );
     check("log.level", a.log_level != b.log_level);
     check("shutdown.timeout", a.shutdown_timeout != b.shutdown_timeout);
     check(
@@ -420,6 +438,23 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         })?,
     };
 
+    // 8192 lines of about 300 bytes: 2.4 MiB at most while the reader is stuck.
+    let log_queue_lines = range("log.queueLines", log.queue_lines, 8192, 64, 1 << 20)? as usize;
+
+    // js-libp2p sends one WebSocket message per noise message (at most 65535
+    // bytes, its 2-byte length prefix in a message of its own); rust-libp2p
+    // at most 65537. A frame header is a claim the WebSocket codec allocates
+    // for before any key is checked: twice the largest noise message keeps a
+    // pending connection under 128 KiB (16 MiB at the default
+    // maxPendingIncoming of 128) instead of 256 MiB each.
+    let websocket_max_message_size = range(
+        "websocket.maxMessageSize",
+        raw.websocket.unwrap_or_default().max_message_size,
+        128 << 10,
+        65_537,
+        16 << 20,
+    )? as usize;
+
     let shutdown = raw.shutdown.unwrap_or_default();
     let shutdown_timeout = Duration::from_millis(range(
         "shutdown.timeout",
@@ -481,6 +516,8 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         runtime_threads,
         journal_max_events,
         journal_max_bytes,
+        log_queue_lines,
+        websocket_max_message_size,
         source: String::new(),
         listen,
         announce,
@@ -585,7 +622,24 @@ fn relay_config(raw: file::Relay) -> Result<RelayConfig, Invalid> {
         }
     };
 
+    // A bot reserves once per connection and renews well before its TTL, and
+    // reuses one circuit per peer; each request costs the relay a signature
+    // or a stream, so a peer asking faster than this is refused.
+    let requests = raw.requests.unwrap_or_default();
+    let per_second = range(
+        "relay.requests.perSecond",
+        requests.per_second,
+        10,
+        1,
+        100_000,
+    )?;
+    let burst = range("relay.requests.burst", requests.burst, 50, 1, 1_000_000)?;
+
     Ok(RelayConfig {
+        request_rate: RequestRate {
+            per_second: per_second as u32,
+            burst: burst as u32,
+        },
         hop: enabled && hop_enabled,
         max_reservations: max_reservations as usize,
         max_reservations_per_peer: max_reservations_per_peer as usize,
@@ -787,6 +841,23 @@ mod file {
         pub control: Option<Control>,
         pub journal: Option<Journal>,
         pub runtime: Option<Runtime>,
+        pub websocket: Option<Websocket>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Websocket {
+        #[serde(default, deserialize_with = "bytes")]
+        pub max_message_size: Option<u64>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Requests {
+        #[serde(default, deserialize_with = "count")]
+        pub per_second: Option<u64>,
+        #[serde(default, deserialize_with = "count")]
+        pub burst: Option<u64>,
     }
 
     #[derive(Deserialize, Default)]
@@ -821,6 +892,7 @@ mod file {
         pub advertise: Option<Advertise>,
         pub reservations: Option<Reservations>,
         pub circuits: Option<Circuits>,
+        pub requests: Option<Requests>,
     }
 
     #[derive(Deserialize, Default)]
@@ -902,6 +974,8 @@ mod file {
     pub struct Log {
         pub format: Option<String>,
         pub level: Option<String>,
+        #[serde(default, deserialize_with = "count")]
+        pub queue_lines: Option<u64>,
     }
 
     #[derive(Deserialize, Default)]

@@ -4,8 +4,6 @@
 //! swarm loop already keeps, so answering never waits on the network.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +17,7 @@ use crate::config::Config;
 use crate::hop::{self, gate::Refusal};
 use crate::journal::Journal;
 use crate::ledger::{self, Ledger};
-use crate::process;
+use crate::{process, snapshot};
 
 /// What the swarm loop knows beyond the swarm itself.
 pub struct Context<'a> {
@@ -123,6 +121,9 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
             last_seq: cx.journal.next_seq().saturating_sub(1),
             journal_len: cx.journal.len(),
         },
+        log: proto::LogStats {
+            lines_dropped: crate::logging::dropped(),
+        },
     }
 }
 
@@ -209,57 +210,58 @@ pub fn circuits(swarm: &Swarm<Behaviour>) -> proto::CircuitsResult {
     }
 }
 
-/// Writes a consistent export of the relay's persistent state — its identity
-/// (so a restored relay keeps its peer ID), where the journal stands, and its
-/// configuration source — to `path`, owner-readable only, through a temporary
-/// file so a reader never sees half of it.
-pub fn snapshot(
-    path: &Path,
+/// A consistent export of the relay's persistent state, built in memory on
+/// the swarm task: its identity (unless left out; a restored relay keeps its
+/// peer ID with it), where the journal stands, its configuration source and
+/// its reservations. Writing it is [`write_snapshot`]'s job, off that task.
+pub fn snapshot_document(
     swarm: &Swarm<Behaviour>,
     cx: &Context,
-) -> Result<proto::SnapshotResult, String> {
-    let identity = std::fs::read(&cx.config.identity_file).map_err(|e| {
-        format!(
-            "{}: cannot read the identity: {e}",
-            cx.config.identity_file.display()
-        )
-    })?;
+    identity: Option<&[u8]>,
+) -> Result<SnapshotDocument, String> {
     let seq = cx.journal.next_seq().saturating_sub(1);
     let taken_at = Timestamp::now();
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "format": "bsv-p2p-relay-snapshot/1",
         "peerId": cx.peer_id.to_string(),
         "version": env!("CARGO_PKG_VERSION"),
         "takenAt": taken_at,
         "config": cx.config.source,
-        "identityKey": hex(&identity),
         "journal": { "firstSeq": cx.journal.first_seq(), "lastSeq": seq },
         "reservations": reservations(swarm).reservations,
     });
+    if let Some(key) = identity {
+        doc["identityKey"] = hex(key).into();
+    }
     let bytes =
         serde_json::to_vec_pretty(&doc).map_err(|e| format!("cannot encode the snapshot: {e}"))?;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot write the snapshot: {e}", path.display())
-    })?;
-    Ok(proto::SnapshotResult {
-        path: path.to_path_buf(),
-        bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
+    Ok(SnapshotDocument {
+        bytes,
         seq,
         taken_at,
+    })
+}
+
+pub struct SnapshotDocument {
+    bytes: Vec<u8>,
+    seq: u64,
+    taken_at: Timestamp,
+}
+
+/// Writes a snapshot document to `path` (see `snapshot.rs` for what is
+/// refused); blocking file work, for a blocking thread.
+pub fn write_snapshot(
+    path: &Path,
+    doc: SnapshotDocument,
+    forbidden: &snapshot::Forbidden,
+) -> Result<proto::SnapshotResult, String> {
+    snapshot::write(path, &doc.bytes, forbidden)?;
+    Ok(proto::SnapshotResult {
+        path: path.to_path_buf(),
+        bytes: doc.bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&doc.bytes)),
+        seq: doc.seq,
+        taken_at: doc.taken_at,
     })
 }
 

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use libp2p::identity::Keypair;
@@ -61,7 +61,10 @@ fn write_new(path: &Path, key: &Keypair) -> Result<(), String> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::data_dir::MODE)
+        .create(dir)
         .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
     let bytes = key
         .to_protobuf_encoding()

@@ -3,9 +3,28 @@
 //! restarted, loses nothing a subscriber has not yet read — as long as it
 //! comes back before the window moves past it. A reader that asks for a
 //! sequence already pruned is told exactly how many events it lost.
+//!
+//! A sequence number is never handed out twice, also across `kill -9`:
+//! events reach live subscribers before sled writes them to disk, so the
+//! numbers in use are reserved ahead in blocks, in a small file of their own
+//! (`journal.seq` beside the journal) written and synced by a thread of its
+//! own before a block is entered. After a crash numbering resumes past the
+//! reserved block, and the numbers between the last event on disk and there
+//! read as a gap. A journal sled cannot open (corruption after a crash, a
+//! full disk) is moved aside, logged as an error, and replaced by an empty
+//! one that numbers on from the reserved mark.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+
+/// Sequence numbers reserved at a time. A crash can skip at most this many;
+/// the next block is reserved when half of this one is used, so the swarm
+/// task only waits for the disk if more than half a block of events comes
+/// while one small file is synced.
+const BLOCK: u64 = 4096;
 
 /// One event as stored: its sequence number and its JSON encoding.
 pub type Entry = (u64, Vec<u8>);
@@ -13,7 +32,8 @@ pub type Entry = (u64, Vec<u8>);
 /// What a read from a sequence number finds.
 #[derive(Debug, PartialEq)]
 pub enum Read {
-    /// Events `from..to` (inclusive) were pruned before being read.
+    /// Events `from..to` (inclusive) were pruned, or lost in a crash, before
+    /// being read.
     Gap {
         from: u64,
         to: u64,
@@ -24,9 +44,13 @@ pub enum Read {
 pub struct Journal {
     db: sled::Db,
     events: sled::Tree,
+    /// Ranges of numbers handed out but never stored (a crash), by first
+    /// number; the value is the last.
+    holes: sled::Tree,
     max_events: u64,
     max_bytes: u64,
     state: Mutex<Window>,
+    mark: Mark,
 }
 
 /// The contiguous range of sequence numbers held, and their size.
@@ -36,46 +60,137 @@ struct Window {
     bytes: u64,
 }
 
+/// The reservation file and the thread that extends it.
+struct Mark {
+    path: PathBuf,
+    /// Numbers below this are reserved on disk.
+    durable: Arc<AtomicU64>,
+    /// The highest reservation asked of the thread.
+    asked: AtomicU64,
+    extend: SyncSender<u64>,
+    /// One writer of the file at a time: the thread, or the swarm task when
+    /// it cannot wait.
+    writing: Arc<Mutex<()>>,
+}
+
+impl Mark {
+    fn start(path: PathBuf, durable: u64) -> Self {
+        let durable = Arc::new(AtomicU64::new(durable));
+        let (extend, requests) = mpsc::sync_channel::<u64>(4);
+        let writing = Arc::new(Mutex::new(()));
+        let (thread_path, thread_durable, thread_writing) =
+            (path.clone(), durable.clone(), writing.clone());
+        let _ = std::thread::Builder::new()
+            .name("journal-mark".into())
+            .spawn(move || {
+                while let Ok(mut upto) = requests.recv() {
+                    while let Ok(later) = requests.try_recv() {
+                        upto = upto.max(later);
+                    }
+                    let _one = thread_writing.lock().unwrap_or_else(|p| p.into_inner());
+                    match write_mark(&thread_path, upto) {
+                        Ok(()) => thread_durable.fetch_max(upto, Ordering::AcqRel),
+                        Err(e) => {
+                            log::error!(event = "error", kind = "journal_mark", error = e.as_str(); "");
+                            0
+                        }
+                    };
+                }
+            });
+        Self {
+            path,
+            asked: AtomicU64::new(durable.load(Ordering::Acquire)),
+            durable,
+            extend,
+            writing,
+        }
+    }
+
+    fn write(&self, upto: u64) -> Result<(), String> {
+        let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        write_mark(&self.path, upto)
+    }
+
+    /// Makes sure `seq` is reserved on disk before it is handed out.
+    fn cover(&self, seq: u64) -> Result<(), String> {
+        let durable = self.durable.load(Ordering::Acquire);
+        if seq + BLOCK / 2 >= durable && self.asked.load(Ordering::Relaxed) < durable + BLOCK {
+            let upto = durable + BLOCK;
+            if self.extend.try_send(upto).is_ok() {
+                self.asked.store(upto, Ordering::Relaxed);
+            }
+        }
+        if seq < durable {
+            return Ok(());
+        }
+        // The background write has not caught up: write here rather than
+        // hand out a number a crash could repeat.
+        let upto = seq + BLOCK;
+        self.write(upto)?;
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`, keeping at most `max_events`
-    /// events and `max_bytes` of encoded events.
+    /// events and `max_bytes` of encoded events. A journal that cannot be
+    /// read is moved aside and a new one started.
     pub fn open(dir: &Path, max_events: u64, max_bytes: u64) -> Result<Self, String> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 << 20)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
-        let events = db
-            .open_tree("events")
-            .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
-        let first = match events.first() {
-            Ok(Some((k, _))) => seq_of(&k),
-            Ok(None) => 1,
-            Err(e) => return Err(format!("{}: event journal unreadable: {e}", dir.display())),
+        let mark_path = dir.with_extension("seq");
+        let reserved = read_mark(&mark_path);
+        let (db, events, holes, lost) = match open_trees(dir) {
+            Ok(trees) => {
+                let (db, events, holes) = trees;
+                (db, events, holes, false)
+            }
+            Err(e) => {
+                let aside = move_aside(dir)?;
+                log::error!(event = "journal_moved_aside", path = dir.display().to_string().as_str(), movedTo = aside.display().to_string().as_str(), error = e.as_str(); "the event journal could not be opened; it was moved aside and a new one started (subscribers see a gap)");
+                let (db, events, holes) = open_trees(dir)?;
+                (db, events, holes, true)
+            }
         };
-        let next = match events.last() {
-            Ok(Some((k, _))) => seq_of(&k) + 1,
-            Ok(None) => stored_next(&db).unwrap_or(1),
-            Err(e) => return Err(format!("{}: event journal unreadable: {e}", dir.display())),
+        let unreadable =
+            |e: sled::Error| format!("{}: event journal unreadable: {e}", dir.display());
+        let stored_first = events.first().map_err(unreadable)?.map(|(k, _)| seq_of(&k));
+        let stored_next = match events.last().map_err(unreadable)? {
+            Some((k, _)) => seq_of(&k) + 1,
+            None => stored_next(&db).unwrap_or(1),
         };
+        // Without a mark, a journal lost to corruption may have used any
+        // number: go on from the clock, which no earlier number reached.
+        let fallback = if lost && reserved.is_none() {
+            unix_micros()
+        } else {
+            1
+        };
+        let next = stored_next.max(reserved.unwrap_or(1)).max(fallback);
+        if next > stored_next && stored_first.is_some() {
+            holes
+                .insert(stored_next.to_be_bytes(), &(next - 1).to_be_bytes())
+                .map_err(|e| format!("{}: cannot record lost events: {e}", dir.display()))?;
+        }
+        let first = stored_first.unwrap_or(next).min(next);
         let bytes = events
             .iter()
             .values()
             .flatten()
             .map(|v| v.len() as u64)
             .sum();
-        Ok(Self {
+        // Reserve the first block now, before any number is handed out.
+        write_mark(&mark_path, next + BLOCK)?;
+        let journal = Self {
             db,
             events,
+            holes,
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
-            state: Mutex::new(Window {
-                first: first.min(next),
-                next,
-                bytes,
-            }),
-        })
+            state: Mutex::new(Window { first, next, bytes }),
+            mark: Mark::start(mark_path, next + BLOCK),
+        };
+        journal.forget_holes_before(first);
+        Ok(journal)
     }
 
     /// The sequence number the next event will get.
@@ -103,6 +218,7 @@ impl Journal {
     pub fn append(&self, encode: impl FnOnce(u64) -> Vec<u8>) -> Result<(u64, Vec<u8>), String> {
         let mut w = self.lock();
         let seq = w.next;
+        self.mark.cover(seq)?;
         let value = encode(seq);
         self.events
             .insert(seq.to_be_bytes(), value.as_slice())
@@ -121,11 +237,15 @@ impl Journal {
                 Err(e) => return Err(format!("event journal prune failed: {e}")),
             }
             w.first += 1;
+            if w.first % BLOCK == 0 {
+                self.forget_holes_before(w.first);
+            }
         }
         Ok((seq, value))
     }
 
-    /// Up to `limit` events from `from` on, or the gap before what is held.
+    /// Up to `limit` events from `from` on, or the gap at `from`: numbers
+    /// pruned, or lost in a crash.
     pub fn read_from(&self, from: u64, limit: usize) -> Result<Read, String> {
         let first = self.lock().first;
         let from = from.max(1);
@@ -135,12 +255,54 @@ impl Journal {
                 to: first - 1,
             });
         }
+        let failed = |e: sled::Error| format!("event journal read failed: {e}");
+        if let Some((start, end)) = self
+            .holes
+            .range(..=from.to_be_bytes())
+            .next_back()
+            .transpose()
+            .map_err(failed)?
+        {
+            let end = seq_of(&end);
+            if seq_of(&start) <= from && from <= end {
+                return Ok(Read::Gap { from, to: end });
+            }
+        }
+        // Stop before the next hole, so the reader is told of it next.
+        let stop = match self
+            .holes
+            .range(from.to_be_bytes()..)
+            .next()
+            .transpose()
+            .map_err(failed)?
+        {
+            Some((start, _)) => seq_of(&start),
+            None => u64::MAX,
+        };
         let mut out = Vec::new();
-        for item in self.events.range(from.to_be_bytes()..).take(limit) {
-            let (k, v) = item.map_err(|e| format!("event journal read failed: {e}"))?;
+        for item in self
+            .events
+            .range(from.to_be_bytes()..stop.to_be_bytes())
+            .take(limit)
+        {
+            let (k, v) = item.map_err(failed)?;
             out.push((seq_of(&k), v.to_vec()));
         }
         Ok(Read::Events(out))
+    }
+
+    /// Drops the record of holes the window has moved past.
+    fn forget_holes_before(&self, first: u64) {
+        let ended: Vec<_> = self
+            .holes
+            .iter()
+            .flatten()
+            .filter(|(_, end)| seq_of(end) < first)
+            .map(|(start, _)| start)
+            .collect();
+        for start in ended {
+            let _ = self.holes.remove(start);
+        }
     }
 
     /// Writes everything to disk; called when the relay stops.
@@ -149,8 +311,9 @@ impl Journal {
         let _ = self.db.insert("next", &next.to_be_bytes());
         self.db
             .flush()
-            .map(|_| ())
-            .map_err(|e| format!("event journal flush failed: {e}"))
+            .map_err(|e| format!("event journal flush failed: {e}"))?;
+        // Everything is on disk: the next start numbers on without a gap.
+        self.mark.write(next)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -165,6 +328,87 @@ fn seq_of(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     b[8 - n..].copy_from_slice(&key[key.len() - n..]);
     u64::from_be_bytes(b)
+}
+
+fn open_trees(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree), String> {
+    // sled asserts on some kinds of damage instead of returning an error; a
+    // damaged journal must be moved aside like any other unreadable one.
+    std::panic::catch_unwind(|| open_trees_unguarded(dir)).unwrap_or_else(|_| {
+        Err(format!(
+            "{}: the event journal is damaged (its storage engine gave up reading it)",
+            dir.display()
+        ))
+    })
+}
+
+fn open_trees_unguarded(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree), String> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(8 << 20)
+        .flush_every_ms(Some(200))
+        .open()
+        .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
+    let events = db
+        .open_tree("events")
+        .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
+    let holes = db
+        .open_tree("holes")
+        .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
+    // sled opens some damage lazily: read both ends now, not mid-relay.
+    events
+        .first()
+        .and_then(|_| events.last())
+        .map_err(|e| format!("{}: event journal unreadable: {e}", dir.display()))?;
+    Ok((db, events, holes))
+}
+
+/// Renames a journal that cannot be opened to `<dir>.corrupt-<unix time>`.
+fn move_aside(dir: &Path) -> Result<PathBuf, String> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = dir.with_extension(format!("corrupt-{secs}"));
+    let mut n = 0;
+    while aside.exists() && n < 100 {
+        n += 1;
+        aside = dir.with_extension(format!("corrupt-{secs}-{n}"));
+    }
+    std::fs::rename(dir, &aside).map_err(|e| {
+        format!(
+            "{}: the event journal cannot be opened and cannot be moved aside to {}: {e}",
+            dir.display(),
+            aside.display()
+        )
+    })?;
+    Ok(aside)
+}
+
+/// The reserved mark, if its file holds one.
+fn read_mark(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Writes the mark through a temporary file, synced, then renamed and the
+/// directory synced: a crash leaves the old mark or the new one.
+fn write_mark(path: &Path, upto: u64) -> Result<(), String> {
+    let tmp = path.with_extension("seq.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{upto}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("{}: cannot reserve event numbers: {e}", path.display()))
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
 }
 
 /// The next sequence number recorded when every event had been pruned, so

@@ -2,9 +2,11 @@
 //! it, and the end-to-end tests use its wire types to speak the hop protocol
 //! byte for byte.
 
+pub mod autonat;
 pub mod behaviour;
 pub mod config;
 pub mod control;
+pub mod data_dir;
 pub mod hop;
 pub mod identity;
 pub mod journal;
@@ -13,3 +15,4 @@ pub mod logging;
 pub mod ping;
 pub mod process;
 pub mod relay;
+pub mod snapshot;

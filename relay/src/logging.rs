@@ -1,37 +1,131 @@
 //! Log output. Every record the relay writes names an `event` (such as
 //! `reservation_created`) and carries its fields as key-values, so the same
-//! call site gives a readable line on a terminal (femme's pretty printer) and a
-//! JSON object in production whose fields follow the operator guide:
+//! call site gives a readable line on a terminal and a JSON object in
+//! production whose fields follow the operator guide:
 //! `{"timestamp","level","event","peerId","ttl",...}`.
 //!
-//! The JSON writer is our own rather than femme's ndjson one: femme writes
-//! numeric levels and epoch milliseconds, and panics when stdout goes away,
-//! while a relay whose log pipe closes must keep relaying.
+//! Lines are formatted where they are logged and written by a thread of their
+//! own through a bounded queue. The swarm task logs, and a log reader that
+//! stops reading (a full pipe, a stalled journald, a blocking Docker log
+//! driver) must never stop the relay: when the queue is full the line is
+//! dropped and counted, and once the writer catches up it says how many went
+//! missing in a `log_lines_dropped` line. A closed stdout drops lines too.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use log::kv::{self, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogFormat;
 
-/// Installs the logger for the whole process.
-pub fn init(format: &LogFormat, level: LevelFilter) {
+/// Lines dropped because the queue was full, since start.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Dropped lines not yet reported in a `log_lines_dropped` line.
+static UNREPORTED: AtomicU64 = AtomicU64::new(0);
+/// Messages in the queue: the writer reports drops once it reaches zero.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+static QUEUE: OnceLock<SyncSender<Message>> = OnceLock::new();
+
+enum Message {
+    Line(String),
+    /// Answered once every line queued before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// Lines dropped since start because the log reader did not keep up.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Installs the logger for the whole process, with a queue of `capacity`
+/// lines in front of stdout.
+pub fn init(format: &LogFormat, level: LevelFilter, capacity: usize) {
     let pretty = match format {
         LogFormat::Pretty => true,
         LogFormat::Json => false,
         LogFormat::Auto => std::io::stdout().is_terminal(),
     };
-    if pretty {
-        femme::with_level(level);
-    } else if log::set_boxed_logger(Box::new(JsonLogger)).is_ok() {
+    let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+    if QUEUE.set(tx).is_err() {
+        return;
+    }
+    let writer = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_lines(rx, pretty));
+    if writer.is_ok() && log::set_boxed_logger(Box::new(Logger { pretty })).is_ok() {
         log::set_max_level(level);
     }
 }
 
-struct JsonLogger;
+/// Waits until every line logged so far is written, for at most `timeout`:
+/// called before the process exits, which must not hang on a stuck reader.
+pub fn flush(timeout: Duration) {
+    let Some(queue) = QUEUE.get() else { return };
+    let deadline = Instant::now() + timeout;
+    let (done, written) = mpsc::sync_channel(1);
+    let mut message = Message::Flush(done);
+    loop {
+        match queue.try_send(message) {
+            Ok(()) => {
+                QUEUED.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                message = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(TrySendError::Full(_)) => return,
+        }
+    }
+    let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+}
 
-impl Log for JsonLogger {
+fn write_lines(rx: Receiver<Message>, pretty: bool) {
+    let mut out = std::io::stdout().lock();
+    // After a write error (stdout closed) lines are dropped: the relay must
+    // keep relaying without its log.
+    let mut broken = false;
+    while let Ok(message) = rx.recv() {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+        match message {
+            Message::Line(line) => {
+                broken = broken || out.write_all(line.as_bytes()).is_err();
+            }
+            Message::Flush(done) => {
+                let _ = out.flush();
+                let _ = done.try_send(());
+            }
+        }
+        if QUEUED.load(Ordering::Relaxed) == 0 {
+            let missed = UNREPORTED.swap(0, Ordering::Relaxed);
+            if missed > 0 {
+                let mut fields = serde_json::Map::new();
+                fields.insert("dropped".into(), missed.into());
+                fields.insert("droppedTotal".into(), dropped().into());
+                let line = format_line(
+                    pretty,
+                    log::Level::Warn,
+                    SystemTime::now(),
+                    "log_lines_dropped",
+                    fields,
+                    "the log reader fell behind; lines were dropped",
+                );
+                broken = broken || out.write_all(line.as_bytes()).is_err();
+            }
+        }
+    }
+}
+
+struct Logger {
+    pretty: bool,
+}
+
+impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         // The journal's storage engine narrates its page cache at debug
         // level; an operator debugging the relay wants the relay's events.
@@ -45,34 +139,77 @@ impl Log for JsonLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = json_line(
-            record,
-            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
-        );
-        // A closed or full log pipe must not take the relay down: drop the line.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        let Some(queue) = QUEUE.get() else { return };
+        let line = record_line(self.pretty, record, SystemTime::now());
+        match queue.try_send(Message::Line(line)) {
+            Ok(()) => {
+                QUEUED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                UNREPORTED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
     }
 
     fn flush(&self) {
-        let _ = std::io::stdout().flush();
+        flush(Duration::from_secs(1));
     }
 }
 
-fn json_line(record: &Record<'_>, timestamp: impl std::fmt::Display) -> String {
+fn record_line(pretty: bool, record: &Record<'_>, time: SystemTime) -> String {
     let mut fields = serde_json::Map::new();
-    fields.insert("timestamp".into(), timestamp.to_string().into());
-    fields.insert(
-        "level".into(),
-        record.level().as_str().to_ascii_lowercase().into(),
-    );
-    fields.insert("event".into(), "log".into());
-    let mut collect = Fields(&mut fields);
-    let _ = record.key_values().visit(&mut collect);
-    let message = record.args().to_string();
-    if !message.is_empty() {
-        fields.insert("message".into(), message.into());
-    }
-    let mut line = serde_json::Value::Object(fields).to_string();
+    let _ = record.key_values().visit(&mut Fields(&mut fields));
+    let event = match fields.shift_remove("event") {
+        Some(serde_json::Value::String(e)) => e,
+        _ => "log".to_string(),
+    };
+    format_line(
+        pretty,
+        record.level(),
+        time,
+        &event,
+        fields,
+        &record.args().to_string(),
+    )
+}
+
+/// One line, newline included: a JSON object, or for a person at a terminal
+/// `time LEVEL event key=value … message`.
+fn format_line(
+    pretty: bool,
+    level: log::Level,
+    time: SystemTime,
+    event: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+    message: &str,
+) -> String {
+    let timestamp = humantime::format_rfc3339_millis(time).to_string();
+    let mut line = if pretty {
+        let mut line = format!("{timestamp} {:<5} {event}", level.as_str());
+        for (k, v) in &fields {
+            match v {
+                serde_json::Value::String(s) => line.push_str(&format!(" {k}={s}")),
+                other => line.push_str(&format!(" {k}={other}")),
+            }
+        }
+        if !message.is_empty() {
+            line.push_str("  ");
+            line.push_str(message);
+        }
+        line
+    } else {
+        let mut object = serde_json::Map::with_capacity(fields.len() + 4);
+        object.insert("timestamp".into(), timestamp.into());
+        object.insert("level".into(), level.as_str().to_ascii_lowercase().into());
+        object.insert("event".into(), event.into());
+        object.extend(fields);
+        if !message.is_empty() {
+            object.insert("message".into(), message.into());
+        }
+        serde_json::Value::Object(object).to_string()
+    };
     line.push('\n');
     line
 }
@@ -110,18 +247,16 @@ mod tests {
                 .level(level)
                 .build()
         };
-        let logger = JsonLogger;
+        let logger = Logger { pretty: false };
         assert!(!logger.enabled(&meta("sled::pagecache::iobuf", log::Level::Debug)));
         assert!(logger.enabled(&meta("sled::pagecache::iobuf", log::Level::Warn)));
         assert!(logger.enabled(&meta("bsv_p2p_relay::relay", log::Level::Debug)));
     }
 
-    #[test]
-    fn json_line_has_the_guides_fields() {
-        let peer = "12D3KooWExample";
+    fn sample(pretty: bool) -> String {
         let kvs: [(&str, kv::Value); 3] = [
             ("event", kv::Value::from("reservation_created")),
-            ("peerId", kv::Value::from(peer)),
+            ("peerId", kv::Value::from("12D3KooWExample")),
             ("ttl", kv::Value::from(3600u64)),
         ];
         let record = Record::builder()
@@ -129,13 +264,28 @@ mod tests {
             .args(format_args!("reservation created"))
             .key_values(&kvs)
             .build();
-        let line = json_line(&record, "2026-02-19T19:00:00.000Z");
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_771_527_600);
+        record_line(pretty, &record, time)
+    }
+
+    #[test]
+    fn json_line_has_the_guides_fields() {
+        let line = sample(false);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["timestamp"], "2026-02-19T19:00:00.000Z");
         assert_eq!(v["level"], "info");
         assert_eq!(v["event"], "reservation_created");
-        assert_eq!(v["peerId"], peer);
+        assert_eq!(v["peerId"], "12D3KooWExample");
         assert_eq!(v["ttl"], 3600);
+        assert_eq!(v["message"], "reservation created");
         assert!(line.ends_with('\n'));
+    }
+
+    #[test]
+    fn pretty_line_reads_left_to_right() {
+        assert_eq!(
+            sample(true),
+            "2026-02-19T19:00:00.000Z INFO  reservation_created peerId=12D3KooWExample ttl=3600  reservation created\n"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! every way of stopping to a documented exit code; the swarm and its event
 //! loop live in the library (`relay.rs`).
 
-use bsv_p2p_relay::{config, identity, logging, relay};
+use bsv_p2p_relay::{config, data_dir, identity, logging, relay};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,9 @@ use argh::FromArgs;
 /// Exit codes, documented in README.md.
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+
+/// How long the last log lines get to reach the log reader at exit.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Circuit relay v2 server for the BSV P2P bot network.
 #[derive(FromArgs)]
@@ -95,6 +98,14 @@ fn main() -> ExitCode {
     };
 
     if args.check {
+        match data_dir::prepare(&config.data_dir) {
+            Ok(Some(warning)) => eprintln!("warning: {warning}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
         return match identity::load_or_create(&config.identity_file) {
             Ok((key, _)) => {
                 println!(
@@ -111,18 +122,22 @@ fn main() -> ExitCode {
         };
     }
 
-    logging::init(&config.log_format, config.log_level);
+    logging::init(&config.log_format, config.log_level, config.log_queue_lines);
     if config.runtime_threads > 0 {
         // Read once, when the runtime first starts (the block_on below);
         // nothing has touched it before this point.
         std::env::set_var("ASYNC_STD_THREAD_COUNT", config.runtime_threads.to_string());
     }
-    match async_std::task::block_on(relay::run(config)) {
+    let outcome = async_std::task::block_on(relay::run(config));
+    if let Err(e) = &outcome {
+        log::error!(event = "relay_failed"; "{e}");
+        eprintln!("error: {e}");
+    }
+    // Bounded: a log reader that stopped reading must not keep the relay
+    // from exiting.
+    logging::flush(LOG_FLUSH_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!(event = "relay_failed"; "{e}");
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
+        Err(_) => ExitCode::from(EXIT_RUNTIME),
     }
 }

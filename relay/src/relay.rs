@@ -3,7 +3,6 @@
 //! a named event, the same names the control socket's journal will carry.
 
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,29 +16,25 @@ use libp2p::{noise, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
 
 use bsv_p2p_proto as proto;
 
-use crate::behaviour::{yamux_config, Behaviour, BehaviourEvent};
+use crate::behaviour::{websocket_transport, yamux_config, Behaviour, BehaviourEvent};
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
-use crate::{control, hop, identity};
+use crate::{control, data_dir, hop, identity, snapshot};
 
 /// How long a connection may sit with nothing to keep it open (no
 /// reservation, circuit or gossip) before the relay closes it.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(config: Config) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(&config.data_dir)
-        .map_err(|e| {
-            format!(
-                "dataDir {}: cannot create the data directory: {e}",
-                config.data_dir.display()
-            )
-        })?;
+    if let Some(warning) = data_dir::prepare(&config.data_dir)? {
+        log::warn!(event = "data_dir_permissions", path = config.data_dir.display().to_string().as_str(); "{warning}");
+    }
     let (key, origin) = identity::load_or_create(&config.identity_file)?;
     let peer_id = key.public().to_peer_id();
+    let identity = key
+        .to_protobuf_encoding()
+        .map_err(|e| format!("cannot encode the relay's identity: {e}"))?;
     if let identity::Origin::Created = origin {
         log::info!(event = "identity_created", peerId = peer_id.to_string().as_str(), path = config.identity_file.display().to_string().as_str(); "created a new relay identity; give bots this peer ID");
     }
@@ -53,8 +48,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             yamux_config,
         )
         .map_err(|e| format!("cannot set up TCP with noise: {e}"))?
-        .with_websocket(noise::Config::new, yamux_config)
-        .await
+        .with_other_transport(|key| websocket_transport(key, config.websocket_max_message_size))
         .map_err(|e| format!("cannot set up WebSocket: {e}"))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| format!("cannot set up the relay: {e}"))?
@@ -123,6 +117,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         feed,
         journal,
         started: SystemTime::now(),
+        identity,
+        forbidden: snapshot::Forbidden {
+            data_dir: config.data_dir.clone(),
+            files: vec![config.identity_file.clone(), config.control_socket.clone()],
+        },
         config: config.clone(),
         stop_requested: None,
     };
@@ -167,6 +166,10 @@ struct Serving {
     journal: Arc<Journal>,
     started: SystemTime,
     config: Config,
+    /// The private key's encoding, for snapshots.
+    identity: Vec<u8>,
+    /// Where a snapshot may never be written.
+    forbidden: snapshot::Forbidden,
     /// Set by the `shutdown` command: stop, draining for this long.
     stop_requested: Option<Duration>,
 }
@@ -197,16 +200,26 @@ impl Serving {
             Peers(r) => r.ok(control::peers(swarm, &self.context())),
             Reservations(r) => r.ok(control::reservations(swarm)),
             Circuits(r) => r.ok(control::circuits(swarm)),
-            Snapshot(p, r) => match control::snapshot(&p.path, swarm, &self.context()) {
-                Ok(result) => {
-                    log::info!(event = "snapshot_taken", path = p.path.display().to_string().as_str(), bytes = result.bytes, seq = result.seq; "");
-                    r.ok(result)
+            Snapshot(p, r) => {
+                let identity = p
+                    .include_identity
+                    .unwrap_or(true)
+                    .then_some(&self.identity[..]);
+                match control::snapshot_document(swarm, &self.context(), identity) {
+                    Ok(doc) => {
+                        async_std::task::spawn(write_snapshot(
+                            p.path,
+                            doc,
+                            self.forbidden.clone(),
+                            r,
+                        ));
+                    }
+                    Err(e) => r.err(proto::RpcError::new(
+                        proto::jsonrpc::code::OPERATION_FAILED,
+                        e,
+                    )),
                 }
-                Err(e) => r.err(proto::RpcError::new(
-                    proto::jsonrpc::code::OPERATION_FAILED,
-                    e,
-                )),
-            },
+            }
             Reload(r) => r.ok(self.reload()),
             Shutdown(p, r) => {
                 let timeout = if p.drain {
@@ -509,6 +522,31 @@ async fn drain(
         serving.on_event(swarm, event);
     }
     log::info!(event = "relay_stopped", elapsedMs = started.elapsed().as_millis() as u64; "all connections closed");
+}
+
+/// Writes a snapshot on a blocking thread and answers the client when done.
+async fn write_snapshot(
+    path: PathBuf,
+    doc: control::SnapshotDocument,
+    forbidden: snapshot::Forbidden,
+    reply: proto::Reply<proto::SnapshotResult>,
+) {
+    let written =
+        async_std::task::spawn_blocking(move || control::write_snapshot(&path, doc, &forbidden))
+            .await;
+    match written {
+        Ok(result) => {
+            log::info!(event = "snapshot_taken", path = result.path.display().to_string().as_str(), bytes = result.bytes, seq = result.seq; "");
+            reply.ok(result)
+        }
+        Err(e) => {
+            log::warn!(event = "snapshot_failed", error = e.as_str(); "");
+            reply.err(proto::RpcError::new(
+                proto::jsonrpc::code::OPERATION_FAILED,
+                e,
+            ))
+        }
+    }
 }
 
 /// SIGINT/SIGTERM start a graceful stop; a second one exits at once.

@@ -3,6 +3,7 @@
 //! ([`client::Client`]), the byte probes pushed through circuits
 //! ([`probes`]), and process resource readings ([`procfs`]).
 
+pub mod attack;
 pub mod bot;
 pub mod client;
 pub mod ctl;

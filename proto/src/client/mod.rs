@@ -206,8 +206,11 @@ impl Client {
 
     /// `path` must be absolute: the relay resolves it, not the caller.
     pub async fn snapshot(&self, path: impl Into<PathBuf>) -> Result<SnapshotResult, Error> {
-        self.request::<Snapshot>(SnapshotParams { path: path.into() })
-            .await
+        self.request::<Snapshot>(SnapshotParams {
+            path: path.into(),
+            include_identity: None,
+        })
+        .await
     }
 
     pub async fn reload(&self) -> Result<ReloadResult, Error> {

@@ -33,8 +33,8 @@ pub use reservations::{Reservation, Reservations, ReservationsResult};
 pub use shutdown::{Shutdown, ShutdownParams, ShutdownResult};
 pub use snapshot::{Snapshot, SnapshotParams, SnapshotResult};
 pub use stats::{
-    BytesRelayed, CircuitStats, ConnectionStats, EventStats, ProcessStats, ReservationStats, Stats,
-    StatsResult,
+    BytesRelayed, CircuitStats, ConnectionStats, EventStats, LogStats, ProcessStats,
+    ReservationStats, Stats, StatsResult,
 };
 pub use status::{Counts, Status, StatusResult};
 pub use subscribe::{Subscribe, SubscribeParams, SubscribeResult};

@@ -35,8 +35,13 @@ impl Method for Snapshot {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SnapshotParams {
     /// Where the relay writes the snapshot: an absolute path on the relay's
-    /// host, in a directory the relay may write.
+    /// host, in a directory the relay may write, outside its data directory.
     pub path: PathBuf,
+    /// Whether the relay's private key is in the snapshot (absent: yes). A
+    /// restored relay needs it to keep its peer ID, which bots have
+    /// compiled in; leave it out of a snapshot that is shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_identity: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,8 +68,16 @@ mod tests {
         roundtrip(
             &SnapshotParams {
                 path: "/var/backups/relay/state.json".into(),
+                include_identity: None,
             },
             json!({"path": "/var/backups/relay/state.json"}),
+        );
+        roundtrip(
+            &SnapshotParams {
+                path: "/var/backups/relay/public.json".into(),
+                include_identity: Some(false),
+            },
+            json!({"path": "/var/backups/relay/public.json", "includeIdentity": false}),
         );
         roundtrip(
             &SnapshotResult {

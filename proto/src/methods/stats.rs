@@ -34,6 +34,7 @@ pub struct StatsResult {
     pub errors: BTreeMap<String, u64>,
     pub process: ProcessStats,
     pub events: EventStats,
+    pub log: LogStats,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,15 @@ pub struct EventStats {
     pub journal_len: u64,
 }
 
+/// The relay's own log output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LogStats {
+    /// Lines dropped because the log reader (a pipe, journald, a container
+    /// log driver) did not keep up; the relay never waits for it.
+    pub lines_dropped: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +170,7 @@ mod tests {
                 last_seq: 42,
                 journal_len: 42,
             },
+            log: LogStats { lines_dropped: 3 },
         };
         roundtrip(
             &stats,
@@ -187,7 +198,8 @@ mod tests {
                     "rssBytes": 20971520, "cpuSeconds": 1.5, "openFds": 40, "threads": 6,
                     "startTimeSecs": 1738324800
                 },
-                "events": {"lastSeq": 42, "journalLen": 42}
+                "events": {"lastSeq": 42, "journalLen": 42},
+                "log": {"linesDropped": 3}
             }),
         );
     }

@@ -193,6 +193,7 @@ pub mod samples {
                 last_seq: 7,
                 journal_len: 7,
             },
+            log: LogStats { lines_dropped: 0 },
         }
     }
 

@@ -19,8 +19,7 @@ pub mod gate;
 pub mod handler;
 pub mod proto;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -62,6 +61,9 @@ pub struct Config {
     /// `None` in a dimension: no limit, and no `Limit` field for it on the wire.
     pub circuit_duration: Option<Duration>,
     pub circuit_data: Option<u64>,
+    /// Requests per second one peer may make, and the burst it may save up.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
 }
 
 /// What the relay did, for the log, the journal and the exporters.
@@ -155,6 +157,29 @@ struct Conn {
     relayed: bool,
 }
 
+/// A peer's request allowance: a token bucket, refilled continuously. Kept
+/// while the peer has a connection, so it cannot be reset by reconnecting
+/// while another connection stays up.
+struct Allowance {
+    connections: usize,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Allowance {
+    fn take(&mut self, per_second: u32, burst: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct Slot {
     conn: ConnectionId,
     expires_at: Instant,
@@ -205,7 +230,10 @@ pub struct Behaviour {
     connections: HashMap<ConnectionId, Conn>,
     reservations: HashMap<PeerId, Vec<Slot>>,
     reservation_count: usize,
-    expiries: BinaryHeap<Reverse<(Instant, PeerId, ConnectionId)>>,
+    /// Every slot's deadline, exactly once: a renewal moves its entry, so a
+    /// peer renewing in a loop does not grow it.
+    expiries: BTreeSet<(Instant, PeerId, ConnectionId)>,
+    allowances: HashMap<PeerId, Allowance>,
     expiry_timer: Delay,
     circuits: HashMap<CircuitId, Circuit>,
     circuits_per_peer: HashMap<PeerId, usize>,
@@ -233,7 +261,8 @@ impl Behaviour {
             connections: HashMap::new(),
             reservations: HashMap::new(),
             reservation_count: 0,
-            expiries: BinaryHeap::new(),
+            expiries: BTreeSet::new(),
+            allowances: HashMap::new(),
             expiry_timer: Delay::new(EXPIRY_TICK),
             circuits: HashMap::new(),
             circuits_per_peer: HashMap::new(),
@@ -352,6 +381,27 @@ impl Behaviour {
         stream: Stream,
         msg: Result<HopMessage, ReadError>,
     ) {
+        if msg.is_ok() && !self.allow_request(&peer) {
+            let refusal = Refusal::RateLimited;
+            self.deny(stream, refusal);
+            match msg.as_ref().ok().and_then(|m| m.kind) {
+                Some(hop_type::RESERVE) => self.emit(Event::ReservationDenied { peer, refusal }),
+                Some(hop_type::CONNECT) => {
+                    let dst = msg
+                        .as_ref()
+                        .ok()
+                        .and_then(|m| m.peer.as_ref())
+                        .and_then(|p| PeerId::from_bytes(&p.id).ok());
+                    self.emit(Event::CircuitDenied {
+                        src: peer,
+                        dst,
+                        refusal,
+                    })
+                }
+                _ => self.emit(Event::RequestDenied { peer, refusal }),
+            }
+            return;
+        }
         let msg = match msg {
             Ok(m) => m,
             Err(ReadError::Malformed(_)) => {
@@ -424,6 +474,7 @@ impl Behaviour {
         let slots = self.reservations.entry(peer).or_default();
         match slots.iter_mut().find(|s| s.conn == conn) {
             Some(slot) => {
+                self.expiries.remove(&(slot.expires_at, peer, conn));
                 slot.expires = expires;
                 slot.expires_at = expires_at;
                 slot.renewals += 1;
@@ -446,7 +497,7 @@ impl Behaviour {
                 });
             }
         }
-        self.expiries.push(Reverse((expires_at, peer, conn)));
+        self.expiries.insert((expires_at, peer, conn));
 
         let addrs: Vec<Vec<u8>> = self.relay_addrs().iter().map(|a| a.to_vec()).collect();
         let voucher = proto::encode_voucher(&self.local.to_bytes(), &peer.to_bytes(), expires);
@@ -599,6 +650,14 @@ impl Behaviour {
         });
     }
 
+    /// Takes one request from the peer's allowance.
+    fn allow_request(&mut self, peer: &PeerId) -> bool {
+        let (per_second, burst) = (self.config.requests_per_second, self.config.request_burst);
+        self.allowances
+            .get_mut(peer)
+            .is_none_or(|a| a.take(per_second, burst, Instant::now()))
+    }
+
     fn fail_waiting(&mut self, id: CircuitId) {
         if let Some(stream) = self.waiting.remove(&id) {
             self.deny(stream, Refusal::ConnectionFailed);
@@ -680,19 +739,15 @@ impl Behaviour {
 
     fn expire(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, peer, conn))) = self.expiries.peek().copied() {
+        while let Some(&(at, peer, conn)) = self.expiries.first() {
             if at > now {
                 break;
             }
-            self.expiries.pop();
+            self.expiries.pop_first();
             let Some(slots) = self.reservations.get_mut(&peer) else {
                 continue;
             };
-            // Renewals leave stale heap entries behind; only the current deadline counts.
-            let Some(i) = slots
-                .iter()
-                .position(|s| s.conn == conn && s.expires_at == at)
-            else {
+            let Some(i) = slots.iter().position(|s| s.conn == conn) else {
                 continue;
             };
             slots.swap_remove(i);
@@ -715,9 +770,22 @@ impl Behaviour {
 
     fn on_connection_closed(&mut self, peer: PeerId, conn: ConnectionId) {
         self.connections.remove(&conn);
+        if let Some(a) = self.allowances.get_mut(&peer) {
+            a.connections -= 1;
+            if a.connections == 0 {
+                self.allowances.remove(&peer);
+            }
+        }
         if let Some(slots) = self.reservations.get_mut(&peer) {
             let before = slots.len();
-            slots.retain(|s| s.conn != conn);
+            let expiries = &mut self.expiries;
+            slots.retain(|s| {
+                let keep = s.conn != conn;
+                if !keep {
+                    expiries.remove(&(s.expires_at, peer, conn));
+                }
+                keep
+            });
             let dropped = before - slots.len();
             if slots.is_empty() {
                 self.reservations.remove(&peer);
@@ -850,6 +918,15 @@ impl NetworkBehaviour for Behaviour {
                 let relayed = remote.iter().any(|p| matches!(p, Protocol::P2pCircuit));
                 self.connections
                     .insert(e.connection_id, Conn { remote, relayed });
+                let burst = f64::from(self.config.request_burst);
+                self.allowances
+                    .entry(e.peer_id)
+                    .or_insert_with(|| Allowance {
+                        connections: 0,
+                        tokens: burst,
+                        refilled: Instant::now(),
+                    })
+                    .connections += 1;
             }
             FromSwarm::ConnectionClosed(e) => self.on_connection_closed(e.peer_id, e.connection_id),
             FromSwarm::ExternalAddrConfirmed(e) if !self.external.contains(e.addr) => {

@@ -1,1 +1,232 @@
-//! Attacks on the memory bounds.
+//! Memory a peer can make the relay keep: every per-peer structure has a
+//! bound, and what a peer made the relay hold is gone once it leaves. Each
+//! attack runs once to warm the allocator, then again in earnest; the relay's
+//! resident memory after the attacker left must be within 10% of before.
+
+use std::time::Duration;
+
+use async_std::task::block_on;
+use bsv_p2p_tests::attack::{rss, MIB};
+use bsv_p2p_tests::hop::{self, RawOptions, RawPeer, Status};
+use bsv_p2p_tests::{Client, ClientOptions, Relay};
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::StreamProtocol;
+use serde_json::{json, Value};
+
+const IDENTIFY_PUSH: StreamProtocol = StreamProtocol::new("/ipfs/id/push/1.0.0");
+const GOSSIPSUB: StreamProtocol = StreamProtocol::new("/meshsub/1.1.0");
+
+/// Streams opened at once by an attacker.
+const IN_FLIGHT: usize = 32;
+
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A protobuf length-delimited field.
+fn field(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
+    varint(number << 3 | 2, out);
+    varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// A message behind its unsigned-varint length, as identify and gossipsub
+/// frame theirs.
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint(msg.len() as u64, &mut out);
+    out.extend_from_slice(msg);
+    out
+}
+
+/// An identify push carrying only an observed address (field 4) that is
+/// new each time: loopback addresses that differ in host and port.
+fn identify_push(i: u32) -> Vec<u8> {
+    let addr: libp2p::Multiaddr = format!(
+        "/ip4/127.{}.{}.{}/tcp/{}",
+        (i >> 16) & 0xff,
+        (i >> 8) & 0xff,
+        i & 0xff,
+        1024 + i % 60000
+    )
+    .parse()
+    .unwrap();
+    let mut msg = Vec::new();
+    field(4, &addr.to_vec(), &mut msg);
+    framed(&msg)
+}
+
+fn within_ten_percent(what: &str, before: u64, after: u64) {
+    eprintln!(
+        "{what}: relay RSS {:.2} MiB before, {:.2} MiB after the attacker left",
+        before as f64 / MIB as f64,
+        after as f64 / MIB as f64
+    );
+    assert!(
+        after <= before + before / 10,
+        "{what}: RSS grew from {before} to {after} bytes and stayed"
+    );
+}
+
+/// Waits until the relay has let go of the attacker's connection.
+fn wait_gone(relay: &Relay, peer: libp2p::PeerId) {
+    for _ in 0..100 {
+        let peers = relay.ctl(&["peers"]);
+        let listed = peers["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["peerId"] == peer.to_string()));
+        if !listed {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the relay still lists {peer}");
+}
+
+async fn push_identify(relay: &Relay, from: u32, count: u32) -> libp2p::PeerId {
+    let client = Client::start(ClientOptions::default()).await.unwrap();
+    let relay_peer = client.connect(&relay.tcp_addr()).await.unwrap();
+    // The relay merges a push into what identify told it first.
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    futures::stream::iter(from..from + count)
+        .for_each_concurrent(IN_FLIGHT, |i| {
+            let client = &client;
+            async move {
+                let mut s = client.open_stream(relay_peer, IDENTIFY_PUSH).await.unwrap();
+                s.write_all(&identify_push(i)).await.unwrap();
+                s.close().await.unwrap();
+            }
+        })
+        .await;
+    let peer = client.peer_id();
+    client.disconnect(relay_peer);
+    peer
+}
+
+#[test]
+fn identify_pushes_with_new_observed_addresses_leave_nothing_behind() {
+    let relay = Relay::start(json!({}));
+    let warm = block_on(push_identify(&relay, 0, 5_000));
+    wait_gone(&relay, warm);
+    let before = rss(relay.pid());
+    let attacker = block_on(push_identify(&relay, 5_000, 50_000));
+    wait_gone(&relay, attacker);
+    within_ten_percent("50,000 identify pushes", before, rss(relay.pid()));
+}
+
+async fn renew(relay: &Relay, times: usize) -> libp2p::PeerId {
+    let peer = RawPeer::start(RawOptions { accept_stop: false }).unwrap();
+    peer.connect(&relay.tcp_addr()).await.unwrap();
+    let relay_peer = relay.peer_id();
+    futures::stream::iter(0..times)
+        .for_each_concurrent(IN_FLIGHT, |_| {
+            let peer = &peer;
+            async move {
+                peer.reserve_ok(relay_peer).await.unwrap();
+            }
+        })
+        .await;
+    let id = peer.peer_id();
+    peer.disconnect(relay_peer).await.unwrap();
+    id
+}
+
+#[test]
+fn a_renewal_loop_keeps_one_reservation_and_nothing_more() {
+    // The request rate is not what this test attacks: lift it.
+    let relay = Relay::start(json!({
+        "relay": { "requests": { "perSecond": 100000, "burst": 100000 } }
+    }));
+    let warm = block_on(renew(&relay, 5_000));
+    wait_gone(&relay, warm);
+    let before = rss(relay.pid());
+    let attacker = block_on(renew(&relay, 50_000));
+    wait_gone(&relay, attacker);
+    let stats = relay.ctl(&["stats"]);
+    assert_eq!(stats["reservations"]["active"], 0, "{stats}");
+    assert!(stats["reservations"]["renewed"].as_u64().unwrap() >= 54_000);
+    within_ten_percent("50,000 renewals", before, rss(relay.pid()));
+}
+
+#[test]
+fn requests_faster_than_the_rate_are_refused_with_resource_limit_exceeded() {
+    let relay = Relay::start(json!({
+        "relay": { "requests": { "perSecond": 5, "burst": 10 } }
+    }));
+    let statuses: Vec<Option<Status>> = block_on(async {
+        let peer = RawPeer::start(RawOptions { accept_stop: false }).unwrap();
+        peer.connect(&relay.tcp_addr()).await.unwrap();
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            out.push(hop::status_of(
+                &peer.reserve(relay.peer_id()).await.unwrap(),
+            ));
+        }
+        // The allowance refills: a patient peer is served again.
+        async_std::task::sleep(Duration::from_millis(1200)).await;
+        out.push(hop::status_of(
+            &peer.reserve(relay.peer_id()).await.unwrap(),
+        ));
+        out
+    });
+    let ok = statuses.iter().filter(|s| **s == Some(Status::Ok)).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == Some(Status::ResourceLimitExceeded))
+        .count();
+    eprintln!("40 quick reservations at 5/s, burst 10: {ok} accepted, {limited} refused");
+    assert!((10..=14).contains(&ok.saturating_sub(1)), "{statuses:?}");
+    assert_eq!(ok + limited, statuses.len(), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&Some(Status::Ok)));
+    let stats: Value = relay.ctl(&["stats"]);
+    let counted = stats["reservations"]["denied"]["rate_limited"].as_u64();
+    assert_eq!(counted, Some(limited as u64), "{stats}");
+}
+
+/// Gossip RPCs that each subscribe to 64 topics no bot uses, 512-byte names.
+async fn flood_topics(relay: &Relay, rpcs: usize, seed: u32) -> (libp2p::PeerId, u64) {
+    let client = Client::start(ClientOptions::default()).await.unwrap();
+    let relay_peer = client.connect(&relay.tcp_addr()).await.unwrap();
+    let mut s = client.open_stream(relay_peer, GOSSIPSUB).await.unwrap();
+    for r in 0..rpcs {
+        let mut rpc = Vec::new();
+        for t in 0..64 {
+            let name = format!("/flood/{seed}/{r}/{t}/{}", "x".repeat(480));
+            let mut sub = vec![0x08, 0x01];
+            field(2, name.as_bytes(), &mut sub);
+            field(1, &sub, &mut rpc);
+        }
+        s.write_all(&framed(&rpc)).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    async_std::task::sleep(Duration::from_millis(1000)).await;
+    let during = rss(relay.pid());
+    let peer = client.peer_id();
+    client.disconnect(relay_peer);
+    (peer, during)
+}
+
+#[test]
+fn subscriptions_to_unconfigured_topics_are_not_kept() {
+    let relay = Relay::start(json!({}));
+    let (warm, _) = block_on(flood_topics(&relay, 100, 0));
+    wait_gone(&relay, warm);
+    let before = rss(relay.pid());
+    // 1,000 RPCs: 64,000 topic names, 32 MB of them.
+    let (attacker, during) = block_on(flood_topics(&relay, 1_000, 1));
+    eprintln!(
+        "topic flood: relay RSS {:.2} MiB while the attacker is connected",
+        during as f64 / MIB as f64
+    );
+    assert!(
+        during < before + 8 * MIB,
+        "the relay holds the flooded topics: {before} -> {during} bytes"
+    );
+    wait_gone(&relay, attacker);
+    within_ten_percent("64,000 topic subscriptions", before, rss(relay.pid()));
+}

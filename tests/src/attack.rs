@@ -1,0 +1,78 @@
+//! Small tools of the adversarial tests: a raw control-socket caller that
+//! times each answer, and resident-memory readings of the relay.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The relay's resident memory now, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    crate::procfs::usage(pid)
+        .unwrap_or_else(|| panic!("process {pid} is gone"))
+        .rss_bytes
+}
+
+pub const MIB: u64 = 1 << 20;
+
+/// One control-socket connection spoken line by line, with every read and
+/// write bounded by `timeout`.
+pub struct ControlLine {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl ControlLine {
+    /// Connects and reads the greeting.
+    pub fn connect(socket: &Path, timeout: Duration) -> Result<ControlLine, String> {
+        let stream = UnixStream::connect(socket)
+            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| e.to_string())?;
+        let writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut line = ControlLine {
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+        };
+        let greeting = line.read()?;
+        if greeting["method"] != "hello" {
+            return Err(format!("expected the greeting, got {greeting}"));
+        }
+        Ok(line)
+    }
+
+    /// Calls `method`; its whole response and how long it took.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<(Value, Duration), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let started = Instant::now();
+        let mut request =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        request.push('\n');
+        self.writer
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("{method}: cannot write: {e}"))?;
+        loop {
+            let response = self.read()?;
+            if response["id"] == id {
+                return Ok((response, started.elapsed()));
+            }
+        }
+    }
+
+    /// The next line the relay sends (an event notification, once subscribed).
+    pub fn read(&mut self) -> Result<Value, String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err("the relay closed the control connection".into()),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| format!("{e}: {line}")),
+            Err(e) => Err(format!("no answer: {e}")),
+        }
+    }
+}
