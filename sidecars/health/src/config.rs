@@ -32,8 +32,8 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30000;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5000;
 /// Descriptors the sidecar keeps for itself beside its HTTP connections:
 /// standard streams, the reactor's, the listener, the control socket, the
-/// `/proc` reads for `/metrics` (about 15 in all), and connections closed
-/// to make room whose sockets are still being dropped.
+/// `/proc` reads for `/metrics` (about a dozen in all), and a connection closed
+/// to make room whose socket is still being dropped.
 pub const FD_RESERVE: u64 = 64;
 /// The HTTP codec closes a connection that waits longer for a request head.
 const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;

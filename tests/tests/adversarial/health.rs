@@ -208,8 +208,7 @@ fn allow_open_files(wanted: u64) {
 }
 
 #[test]
-fn a_slowloris_of_1000_connections_neither_takes_the_sidecars_descriptors_nor_keeps_a_quick_client_out(
-) {
+fn the_sidecar_keeps_its_fds_and_answers_quick_clients_through_a_slowloris_of_1000() {
     allow_open_files(ATTACKERS as u64 + 512);
     let relay = Relay::start(json!({ "mode": "relay" }));
     let peer_id = relay.peer_id().to_string();
