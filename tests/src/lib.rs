@@ -1,12 +1,14 @@
 //! Harness for the end-to-end tests and the benchmark: the real relay binary
 //! as a fixture ([`relay::Relay`]), rust-libp2p client peers driven from tests
 //! ([`client::Client`]), the byte probes pushed through circuits
-//! ([`probes`]), and process resource readings ([`procfs`]).
+//! ([`probes`]), the health sidecar ([`health::Health`]) and process resource
+//! readings ([`procfs`]).
 
 pub mod attack;
 pub mod bot;
 pub mod client;
 pub mod ctl;
+pub mod health;
 pub mod holder;
 pub mod hop;
 pub mod jsonlog;

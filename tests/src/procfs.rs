@@ -1,5 +1,6 @@
-//! Resource use of a process, read from `/proc/<pid>/stat`: what the benchmark
-//! charges to the relay per GiB relayed and per reserved peer.
+//! Resource use of a process, read from `/proc/<pid>`: what the benchmark
+//! charges to the relay per GiB relayed and per reserved peer, and the
+//! descriptors an attacked process holds.
 
 /// CPU time and resident memory of one process at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +26,13 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// Open file descriptors of process `pid`; `None` once it has exited.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(Iterator::count)
+}
+
 fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let v = unsafe { libc::sysconf(name) };
@@ -39,5 +47,6 @@ mod tests {
         assert!(u.rss_bytes > 1 << 20, "{u:?}");
         assert!(u.cpu_seconds >= 0.0, "{u:?}");
         assert!(super::usage(u32::MAX).is_none());
+        assert!(super::open_fds(std::process::id()).is_some_and(|n| n >= 3));
     }
 }

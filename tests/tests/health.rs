@@ -5,13 +5,14 @@
 //! relay is down and come back by themselves when it restarts, and the
 //! operator kit's alert rules load and fire.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_std::task::block_on;
+use bsv_p2p_tests::health::{eventually, get, health_bin, http, Health};
 use bsv_p2p_tests::relay::workspace_dir;
 use bsv_p2p_tests::{Client, ClientOptions, Relay, RelayOptions, ScratchDir};
 use serde_json::{json, Value};
@@ -23,200 +24,6 @@ const GUIDE_PORT: u16 = 4003;
 
 fn relay_config() -> Value {
     json!({ "mode": "relay" })
-}
-
-fn release_bin(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = target.join("release").join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --release -p bsv-p2p-health -p bsv-p2p-relay` first",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    bsv_p2p_tests::prometheus::free_port().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Polls `check` every 100 ms until it returns Some, or panics after `limit`
-/// with the last thing it saw.
-fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("{what}: not within {limit:?}; last: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    code: u16,
-    headers: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// One HTTP/1.1 request on its own connection, read to the end.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("Content-Length: 0\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let raw = String::from_utf8(raw).map_err(|e| e.to_string())?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no header end in {raw:?}"))?;
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let code = status
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line {status:?}"))?;
-    let mut answer = Answer {
-        code,
-        headers: headers.to_string(),
-        body: body.to_string(),
-    };
-    if answer.header("transfer-encoding") == Some("chunked") {
-        answer.body = dechunk(body)?;
-    }
-    Ok(answer)
-}
-
-/// The body of a chunked response (Prometheus's API answers so).
-fn dechunk(mut raw: &str) -> Result<String, String> {
-    let mut body = String::new();
-    loop {
-        let (size, rest) = raw
-            .split_once("\r\n")
-            .ok_or_else(|| format!("no chunk size in {raw:?}"))?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|e| format!("chunk size {size:?}: {e}"))?;
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = rest
-            .get(..size)
-            .ok_or_else(|| format!("a {size}-byte chunk cut short"))?;
-        body.push_str(chunk);
-        raw = rest[size..].trim_start_matches("\r\n");
-    }
-}
-
-fn get(port: u16, path: &str) -> Answer {
-    http(port, "GET", path, &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-/// A running `bsv-p2p-health`, killed when dropped.
-struct Health {
-    child: Child,
-    port: u16,
-    dir: ScratchDir,
-}
-
-impl Health {
-    fn start(socket: &Path) -> Health {
-        Health::start_on(socket, free_port())
-    }
-
-    fn start_on(socket: &Path, port: u16) -> Health {
-        let dir = ScratchDir::new("health");
-        let log = std::fs::File::create(dir.join("health.log")).expect("log file");
-        let child = Command::new(release_bin("bsv-p2p-health"))
-            .arg("--socket")
-            .arg(socket)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--max-age", "100"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start bsv-p2p-health");
-        let mut health = Health { child, port, dir };
-        eventually("the sidecar answers /livez", SETTLE, || {
-            if let Some(status) = health.child.try_wait().map_err(|e| e.to_string())? {
-                panic!("bsv-p2p-health exited with {status}: {}", health.log());
-            }
-            match http(port, "GET", "/livez", &[]) {
-                Ok(a) if a.code == 200 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-        health
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("health.log")).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// `/metrics` as name{labels} -> value.
-    fn metrics(&self) -> Vec<(String, f64)> {
-        let a = get(self.port, "/metrics");
-        assert_eq!(a.code, 200, "{a:?}");
-        a.body
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| {
-                let (name, value) = l.rsplit_once(' ').expect("name value");
-                (name.to_string(), value.parse().expect("a number"))
-            })
-            .collect()
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        self.metrics()
-            .into_iter()
-            .find(|(n, _)| n == series)
-            .map(|(_, v)| v)
-    }
-}
-
-impl Drop for Health {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn socket_of(relay: &Relay) -> PathBuf {
@@ -773,7 +580,7 @@ fn the_guides_health_check_script_says_ok_warning_and_critical() {
 #[test]
 fn bad_settings_are_refused_with_exit_2_and_a_taken_port_with_exit_1() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let out = Command::new(release_bin("bsv-p2p-health"))
+        let out = Command::new(health_bin())
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

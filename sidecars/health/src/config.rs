@@ -11,11 +11,32 @@ use std::time::Duration;
 use argh::FromArgs;
 use log::LevelFilter;
 
+use crate::guard::Limits;
+
 /// The guide's local admin port: its health-check script asks
 /// `http://localhost:4003/status`.
 pub const DEFAULT_BIND: &str = "127.0.0.1:4003";
 pub const DEFAULT_MAX_AGE_MS: u64 = 250;
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// Prometheus keeps one connection per scrape, a load balancer a few, the
+/// guide's script one per run: 256 leaves room for a fleet of them, and
+/// with [`FD_RESERVE`] stays far below 1,024, the smallest open-file limit
+/// in common use (containers, systemd's default).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// A client sends its request head in one packet; 5 s allows a slow link.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+/// Longer than the usual 15 s scrape interval, so Prometheus keeps its
+/// connection between scrapes.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30000;
+/// The largest answer, `/metrics`, is tens of kilobytes.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5000;
+/// Descriptors the sidecar keeps for itself beside its HTTP connections:
+/// standard streams, the reactor's, the listener, the control socket, the
+/// `/proc` reads for `/metrics` (about a dozen in all), and a connection closed
+/// to make room whose socket is still being dropped.
+pub const FD_RESERVE: u64 = 64;
+/// The HTTP codec closes a connection that waits longer for a request head.
+const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
 
 pub const ENV_BIND: &str = "BSV_P2P_HEALTH_BIND";
 pub const ENV_SOCKET: &str = "BSV_P2P_HEALTH_SOCKET";
@@ -23,6 +44,10 @@ pub const ENV_DATA_DIR: &str = "BSV_P2P_HEALTH_DATA_DIR";
 pub const ENV_MAX_AGE: &str = "BSV_P2P_HEALTH_MAX_AGE_MS";
 pub const ENV_TIMEOUT: &str = "BSV_P2P_HEALTH_TIMEOUT_MS";
 pub const ENV_LOG_LEVEL: &str = "BSV_P2P_HEALTH_LOG_LEVEL";
+pub const ENV_MAX_CONNECTIONS: &str = "BSV_P2P_HEALTH_MAX_CONNECTIONS";
+pub const ENV_REQUEST_TIMEOUT: &str = "BSV_P2P_HEALTH_REQUEST_TIMEOUT_MS";
+pub const ENV_IDLE_TIMEOUT: &str = "BSV_P2P_HEALTH_IDLE_TIMEOUT_MS";
+pub const ENV_WRITE_TIMEOUT: &str = "BSV_P2P_HEALTH_WRITE_TIMEOUT_MS";
 
 /// Health, readiness and Prometheus metrics for a bsv-p2p relay, read through its control socket.
 #[derive(FromArgs)]
@@ -42,6 +67,18 @@ pub struct Args {
     /// how long the relay gets to answer, in milliseconds (default 2000; env BSV_P2P_HEALTH_TIMEOUT_MS)
     #[argh(option)]
     pub timeout: Option<String>,
+    /// HTTP connections open at once; at the cap, the one waiting longest for a complete request is closed to make room (default 256; env BSV_P2P_HEALTH_MAX_CONNECTIONS)
+    #[argh(option)]
+    pub max_connections: Option<String>,
+    /// how long a client gets to send a request head, in milliseconds (default 5000; env BSV_P2P_HEALTH_REQUEST_TIMEOUT_MS)
+    #[argh(option)]
+    pub request_timeout: Option<String>,
+    /// how long a kept-alive connection may wait for its next request, in milliseconds (default 30000; env BSV_P2P_HEALTH_IDLE_TIMEOUT_MS)
+    #[argh(option)]
+    pub idle_timeout: Option<String>,
+    /// how long a client gets to take an answer, in milliseconds (default 5000; env BSV_P2P_HEALTH_WRITE_TIMEOUT_MS)
+    #[argh(option)]
+    pub write_timeout: Option<String>,
     /// log level: off, error, warn, info, debug or trace (default info; env BSV_P2P_HEALTH_LOG_LEVEL)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -59,13 +96,21 @@ pub struct Config {
     pub max_age: Duration,
     /// Connect and request timeout on the control socket.
     pub timeout: Duration,
+    /// The bounds on HTTP connections.
+    pub limits: Limits,
     pub log_level: LevelFilter,
 }
 
 impl Config {
     /// Flags first, then `env` (a lookup, so tests need not touch the
-    /// process environment), then defaults.
-    pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    /// process environment), then defaults. `open_files` is the process's
+    /// soft limit on open files (`ulimit -n`; `None`: unlimited), which the
+    /// connection cap must fit under.
+    pub fn resolve(
+        args: &Args,
+        env: impl Fn(&str) -> Option<String>,
+        open_files: Option<u64>,
+    ) -> Result<Config, String> {
         let pick = |flag: &Option<String>, flag_name: &'static str, var: &'static str| match flag {
             Some(v) => Some((v.clone(), flag_name)),
             None => env(var).map(|v| (v, var)),
@@ -95,25 +140,83 @@ impl Config {
             }
         };
 
-        let millis = |value: Option<(String, &'static str)>, default: u64, min: u64| match value {
-            None => Ok(Duration::from_millis(default)),
-            Some((text, source)) => match text.trim().parse::<u64>() {
-                Ok(ms) if ms >= min && ms <= 3_600_000 => Ok(Duration::from_millis(ms)),
-                _ => Err(format!(
-                    "{source}: expected milliseconds from {min} to 3600000, got {text:?}"
-                )),
-            },
-        };
+        let millis =
+            |value: Option<(String, &'static str)>, default: u64, min: u64, max: u64| match value {
+                None => Ok(Duration::from_millis(default)),
+                Some((text, source)) => match text.trim().parse::<u64>() {
+                    Ok(ms) if ms >= min && ms <= max => Ok(Duration::from_millis(ms)),
+                    _ => Err(format!(
+                        "{source}: expected milliseconds from {min} to {max}, got {text:?}"
+                    )),
+                },
+            };
         let max_age = millis(
             pick(&args.max_age, "--max-age", ENV_MAX_AGE),
             DEFAULT_MAX_AGE_MS,
             0,
+            3_600_000,
         )?;
         let timeout = millis(
             pick(&args.timeout, "--timeout", ENV_TIMEOUT),
             DEFAULT_TIMEOUT_MS,
             100,
+            3_600_000,
         )?;
+        let request_timeout = millis(
+            pick(
+                &args.request_timeout,
+                "--request-timeout",
+                ENV_REQUEST_TIMEOUT,
+            ),
+            DEFAULT_REQUEST_TIMEOUT_MS,
+            100,
+            MAX_HTTP_TIMEOUT_MS,
+        )?;
+        let idle_timeout = millis(
+            pick(&args.idle_timeout, "--idle-timeout", ENV_IDLE_TIMEOUT),
+            DEFAULT_IDLE_TIMEOUT_MS,
+            100,
+            MAX_HTTP_TIMEOUT_MS,
+        )?;
+        let write_timeout = millis(
+            pick(&args.write_timeout, "--write-timeout", ENV_WRITE_TIMEOUT),
+            DEFAULT_WRITE_TIMEOUT_MS,
+            100,
+            MAX_HTTP_TIMEOUT_MS,
+        )?;
+
+        let max_connections = match pick(
+            &args.max_connections,
+            "--max-connections",
+            ENV_MAX_CONNECTIONS,
+        ) {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some((text, source)) => match text.trim().parse::<usize>() {
+                Ok(n) if (1..=65_536).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "{source}: expected a number of connections from 1 to 65536, got {text:?}"
+                    ))
+                }
+            },
+        };
+        if let Some(open_files) = open_files {
+            let room = open_files.saturating_sub(FD_RESERVE);
+            if max_connections as u64 > room {
+                let source = match (&args.max_connections, env(ENV_MAX_CONNECTIONS)) {
+                    (Some(_), _) => "--max-connections".to_string(),
+                    (None, Some(_)) => ENV_MAX_CONNECTIONS.to_string(),
+                    (None, None) => {
+                        format!("the default --max-connections (set it or {ENV_MAX_CONNECTIONS})")
+                    }
+                };
+                return Err(format!(
+                    "{source}: {max_connections} connections and the sidecar's own {FD_RESERVE} \
+                     descriptors do not fit the open-file limit of {open_files} (ulimit -n): \
+                     allow at most {room} connections or raise the limit"
+                ));
+            }
+        }
 
         let log_level = match pick(&args.log_level, "--log-level", ENV_LOG_LEVEL) {
             None => LevelFilter::Info,
@@ -127,6 +230,12 @@ impl Config {
             socket,
             max_age,
             timeout,
+            limits: Limits {
+                max_connections,
+                request_timeout,
+                idle_timeout,
+                write_timeout,
+            },
             log_level,
         })
     }
@@ -158,7 +267,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_guides_port_and_the_relays_socket() {
-        let c = Config::resolve(&args(&[]), env_of(&[("HOME", "/home/op")])).unwrap();
+        let c = Config::resolve(&args(&[]), env_of(&[("HOME", "/home/op")]), None).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:4003");
         assert_eq!(
             c.socket,
@@ -166,7 +275,78 @@ mod tests {
         );
         assert_eq!(c.max_age, Duration::from_millis(250));
         assert_eq!(c.timeout, Duration::from_millis(2000));
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_connections: 256,
+                request_timeout: Duration::from_millis(5000),
+                idle_timeout: Duration::from_millis(30000),
+                write_timeout: Duration::from_millis(5000),
+            }
+        );
         assert_eq!(c.log_level, LevelFilter::Info);
+    }
+
+    #[test]
+    fn http_bounds_come_from_flags_then_the_environment() {
+        let env = env_of(&[
+            ("HOME", "/h"),
+            (ENV_MAX_CONNECTIONS, "64"),
+            (ENV_REQUEST_TIMEOUT, "1500"),
+            (ENV_IDLE_TIMEOUT, "9000"),
+            (ENV_WRITE_TIMEOUT, "2500"),
+        ]);
+        let c = Config::resolve(&args(&[]), &env, Some(1024)).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_connections: 64,
+                request_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(9000),
+                write_timeout: Duration::from_millis(2500),
+            }
+        );
+        let c = Config::resolve(
+            &args(&["--max-connections", "900", "--request-timeout", "200"]),
+            &env,
+            Some(1024),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 900);
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(200));
+        assert_eq!(c.limits.idle_timeout, Duration::from_millis(9000));
+    }
+
+    #[test]
+    fn the_connection_cap_must_fit_the_open_file_limit() {
+        let home = env_of(&[("HOME", "/h")]);
+        let e =
+            Config::resolve(&args(&["--max-connections", "1000"]), &home, Some(1024)).unwrap_err();
+        assert_eq!(
+            e,
+            "--max-connections: 1000 connections and the sidecar's own 64 descriptors do not \
+             fit the open-file limit of 1024 (ulimit -n): allow at most 960 connections or \
+             raise the limit"
+        );
+        let e = Config::resolve(
+            &args(&[]),
+            env_of(&[("HOME", "/h"), (ENV_MAX_CONNECTIONS, "2000")]),
+            Some(1024),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("BSV_P2P_HEALTH_MAX_CONNECTIONS: 2000 connections"),
+            "{e}"
+        );
+        let e = Config::resolve(&args(&[]), &home, Some(256)).unwrap_err();
+        assert!(
+            e.starts_with(
+                "the default --max-connections (set it or BSV_P2P_HEALTH_MAX_CONNECTIONS): 256"
+            ),
+            "{e}"
+        );
+        assert!(Config::resolve(&args(&["--max-connections", "960"]), &home, Some(1024)).is_ok());
+        assert!(Config::resolve(&args(&["--max-connections", "60000"]), &home, None).is_ok());
     }
 
     #[test]
@@ -180,44 +360,79 @@ mod tests {
         let c = Config::resolve(
             &args(&["--bind", "127.0.0.1:4100", "--socket", "/flag/relay.sock"]),
             &env,
+            None,
         )
         .unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:4100");
         assert_eq!(c.socket, PathBuf::from("/flag/relay.sock"));
         assert_eq!(c.max_age, Duration::from_millis(1000));
-        let c = Config::resolve(&args(&[]), &env).unwrap();
+        let c = Config::resolve(&args(&[]), &env, None).unwrap();
         assert_eq!(c.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(c.socket, PathBuf::from("/env/relay.sock"));
     }
 
     #[test]
     fn a_data_dir_locates_the_socket() {
-        let c = Config::resolve(&args(&["--data-dir", "/var/lib/bsv-p2p"]), env_of(&[])).unwrap();
+        let c = Config::resolve(
+            &args(&["--data-dir", "/var/lib/bsv-p2p"]),
+            env_of(&[]),
+            None,
+        )
+        .unwrap();
         assert_eq!(c.socket, PathBuf::from("/var/lib/bsv-p2p/relay.sock"));
-        let c = Config::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")])).unwrap();
+        let c = Config::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")]), None).unwrap();
         assert_eq!(c.socket, PathBuf::from("/srv/relay/relay.sock"));
     }
 
     #[test]
     fn bad_values_name_their_source_and_what_was_expected() {
-        let e = Config::resolve(&args(&["--bind", "localhost"]), env_of(&[("HOME", "/h")]))
-            .unwrap_err();
+        let e = Config::resolve(
+            &args(&["--bind", "localhost"]),
+            env_of(&[("HOME", "/h")]),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             "--bind: expected an IP address and port like 127.0.0.1:4003, got \"localhost\""
         );
-        let e = Config::resolve(&args(&[]), env_of(&[("HOME", "/h"), (ENV_MAX_AGE, "1s")]))
-            .unwrap_err();
+        let e = Config::resolve(
+            &args(&[]),
+            env_of(&[("HOME", "/h"), (ENV_MAX_AGE, "1s")]),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             "BSV_P2P_HEALTH_MAX_AGE_MS: expected milliseconds from 0 to 3600000, got \"1s\""
         );
-        let e = Config::resolve(&args(&["--timeout", "5"]), env_of(&[("HOME", "/h")])).unwrap_err();
+        let e = Config::resolve(&args(&["--timeout", "5"]), env_of(&[("HOME", "/h")]), None)
+            .unwrap_err();
         assert!(
             e.starts_with("--timeout: expected milliseconds from 100"),
             "{e}"
         );
-        let e = Config::resolve(&args(&[]), env_of(&[])).unwrap_err();
+        let e = Config::resolve(
+            &args(&["--max-connections", "0"]),
+            env_of(&[("HOME", "/h")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "--max-connections: expected a number of connections from 1 to 65536, got \"0\""
+        );
+        let e = Config::resolve(
+            &args(&[]),
+            env_of(&[("HOME", "/h"), (ENV_IDLE_TIMEOUT, "120000")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "BSV_P2P_HEALTH_IDLE_TIMEOUT_MS: expected milliseconds from 100 to 60000, got \"120000\""
+        );
+        let e = Config::resolve(&args(&[]), env_of(&[]), None).unwrap_err();
         assert!(e.contains("--socket or --data-dir"), "{e}");
     }
 }

@@ -3,14 +3,16 @@
 //!
 //! The relay itself does no HTTP; this sidecar is what the operator guide's
 //! `health-check.sh`, a load balancer and Prometheus talk to. It keeps one
-//! control connection ([`link`]), serves the endpoints in [`routes`], and
-//! keeps serving while the relay restarts, reporting it down until it is
-//! back.
+//! control connection ([`link`]), serves the endpoints in [`routes`] to a
+//! bounded number of HTTP connections, each held to deadlines ([`guard`]),
+//! and keeps serving while the relay restarts, reporting it down until it
+//! is back.
 //!
 //! Exit codes: 0 stopped by SIGINT or SIGTERM; 1 cannot serve (the address
 //! is taken or not ours); 2 bad command line or environment.
 
 mod config;
+mod guard;
 mod link;
 mod metrics;
 mod process;
@@ -25,6 +27,7 @@ use async_std::task;
 use futures::StreamExt;
 
 use config::{Args, Config};
+use guard::{Gate, Ticket};
 use link::Link;
 
 const EXIT_RUNTIME: u8 = 1;
@@ -55,7 +58,11 @@ fn main() -> ExitCode {
         println!("bsv-p2p-health {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let config = match Config::resolve(&args, |key| std::env::var(key).ok()) {
+    let config = match Config::resolve(
+        &args,
+        |key| std::env::var(key).ok(),
+        process::open_file_limit(),
+    ) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("bsv-p2p-health: {e}");
@@ -89,18 +96,29 @@ async fn serve(config: Config) -> Result<(), String> {
     let (link, keeper) = Link::new(config.socket.clone(), config.timeout, config.max_age);
     task::spawn(keeper.run());
     log::info!(
-        "serving http://{bound} for the relay at {} (readings up to {} ms old)",
+        "serving http://{bound} for the relay at {} (readings up to {} ms old, up to {} connections)",
         config.socket.display(),
-        config.max_age.as_millis()
+        config.max_age.as_millis(),
+        config.limits.max_connections
     );
-    let app = routes::app(routes::Sidecar::new(link));
+    let gate = Gate::new(config.limits);
+    let app = routes::app(routes::Sidecar::new(link, gate.clone()));
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                task::spawn(connection(app.clone(), stream));
+                let admission = gate.admit(stream.peer_addr().ok());
+                // Without a ticket the stream is dropped: refused.
+                if let Some(ticket) = admission.ticket {
+                    task::spawn(connection(app.clone(), stream, ticket));
+                }
+                // The next connection waits in the kernel's backlog, not in
+                // a descriptor, until the one closed to make room is gone.
+                if let Some(evicted) = admission.evicted {
+                    evicted.released().await;
+                }
             }
-            // Out of descriptors, most likely: let connections close.
+            // Out of descriptors, which the cap should prevent: let connections close.
             Err(e) => {
                 log::warn!("cannot accept an HTTP connection: {e}");
                 task::sleep(Duration::from_millis(100)).await;
@@ -110,19 +128,21 @@ async fn serve(config: Config) -> Result<(), String> {
     Err(format!("http://{bound} stopped accepting connections"))
 }
 
-/// One HTTP/1.1 connection, keep-alive, until the client closes it.
-async fn connection(app: tide::Server<routes::State>, stream: TcpStream) {
+/// One HTTP/1.1 connection, keep-alive, until the client closes it, a
+/// deadline passes, or it is closed to make room.
+async fn connection(app: tide::Server<routes::State>, stream: TcpStream, ticket: Ticket) {
     // A response is written in several pieces; without this, each waits for
     // the client's delayed ACK.
     let _ = stream.set_nodelay(true);
     let (local, peer) = (stream.local_addr().ok(), stream.peer_addr().ok());
-    let served = async_h1::accept(stream, |mut req| async {
+    let exchange = ticket.exchange();
+    let served = async_h1::accept(ticket.guard(stream), |mut req| async {
+        exchange.answering();
         req.set_local_addr(local);
         req.set_peer_addr(peer);
         app.respond(req).await
-    })
-    .await;
-    if let Err(e) = served {
+    });
+    if let Some(Err(e)) = ticket.watch(served).await {
         log::debug!("HTTP connection from {peer:?} ended: {e}");
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bsv_p2p_proto::{StatsResult, StatusResult};
 
+use crate::guard::Gate;
 use crate::link::{Calls, Link};
 use crate::process::Usage;
 
@@ -356,6 +357,7 @@ pub struct Own<'a> {
     pub link: &'a Link,
     /// Responses served, by route and status code.
     pub http: Vec<(&'static str, u16, u64)>,
+    pub gate: &'a Gate,
     pub process: Option<Usage>,
 }
 
@@ -414,6 +416,23 @@ pub fn own(out: &mut Exposition, own: &Own) {
             n,
         );
     }
+    out.gauge(
+        "bsv_p2p_health_http_connections",
+        "HTTP connections open now.",
+        own.gate.open(),
+    );
+    out.gauge(
+        "bsv_p2p_health_http_connections_max",
+        "The cap on HTTP connections open at once (--max-connections).",
+        own.gate.limits().max_connections,
+    );
+    out.labelled(
+        "bsv_p2p_health_http_connections_shed_total",
+        Kind::Counter,
+        "HTTP connections the sidecar closed or refused, by why (cap: to make room at the cap; request_timeout, write_timeout).",
+        "reason",
+        own.gate.shed().map(|(why, n)| (why.as_str(), n)),
+    );
 
     if let Some(p) = own.process {
         out.counter(

@@ -43,7 +43,7 @@ pub fn usage() -> Option<Usage> {
         virtual_bytes: at(23)?,
         resident_bytes: at(24)? * page as u64,
         open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as u64,
-        max_fds: max_fds(),
+        max_fds: open_file_limit(),
     })
 }
 
@@ -67,7 +67,8 @@ fn boot_time() -> Option<u64> {
         })
 }
 
-fn max_fds() -> Option<u64> {
+/// The soft limit on open files (`ulimit -n`); `None` when unlimited.
+pub fn open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tide::http::mime;
 use tide::{Next, Request, Response, StatusCode};
 
+use crate::guard::Gate;
 use crate::link::{Link, Problem};
 use crate::{metrics, process};
 
@@ -29,6 +30,8 @@ pub type State = Arc<Sidecar>;
 /// What every endpoint shares.
 pub struct Sidecar {
     pub link: Arc<Link>,
+    /// The HTTP connections, for their gauges and what was shed.
+    gate: Arc<Gate>,
     started: Instant,
     scrape_errors: AtomicU64,
     /// Responses by route and status code; routes come from [`ROUTES`] or
@@ -37,9 +40,10 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    pub fn new(link: Arc<Link>) -> Sidecar {
+    pub fn new(link: Arc<Link>, gate: Arc<Gate>) -> Sidecar {
         Sidecar {
             link,
+            gate,
             started: Instant::now(),
             scrape_errors: AtomicU64::new(0),
             served: Mutex::new(BTreeMap::new()),
@@ -157,6 +161,7 @@ async fn metrics(req: Request<State>) -> tide::Result {
             scrape_errors: sidecar.scrape_errors.load(Ordering::Relaxed),
             link: &sidecar.link,
             http,
+            gate: &sidecar.gate,
             process: process::usage(),
         },
     );
