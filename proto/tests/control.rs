@@ -244,7 +244,10 @@ async fn an_idle_client_is_told_why_and_closed_after_the_idle_timeout() {
     let (mut raw, _) = Raw::connect(&relay.path).await;
     let bye = raw.recv().await.expect("a goodbye");
     let waited = started.elapsed();
-    assert!(waited >= idle && waited < idle * 5, "closed after {waited:?}");
+    assert!(
+        waited >= idle && waited < idle * 5,
+        "closed after {waited:?}"
+    );
     assert_eq!(
         bye,
         json!({"jsonrpc": "2.0", "id": null, "error": {
@@ -267,7 +270,9 @@ async fn requests_keep_a_client_alive_and_blank_lines_do_not() {
     for id in 0..12 {
         async_std::task::sleep(Duration::from_millis(100)).await;
         let reply = raw
-            .call(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"status"}}"#))
+            .call(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"status"}}"#
+            ))
             .await;
         assert_eq!(reply["id"], id, "{reply}");
     }

@@ -111,10 +111,17 @@ fn the_methods_table_gives_each_method_its_role() {
         if !NAMES.contains(&method) {
             continue;
         }
-        assert_eq!(*role, role_of(method).as_str(), "README's role for {method}");
+        assert_eq!(
+            *role,
+            role_of(method).as_str(),
+            "README's role for {method}"
+        );
         listed.push(method);
     }
-    assert_eq!(listed, NAMES, "the methods table lists every method once, in order");
+    assert_eq!(
+        listed, NAMES,
+        "the methods table lists every method once, in order"
+    );
 }
 
 #[test]

@@ -70,7 +70,10 @@ async fn a_read_only_client_reads_and_subscribes_but_cannot_change_the_relay() {
     assert_eq!(client.status().await.unwrap(), samples::status());
     assert_eq!(client.stats().await.unwrap(), samples::stats());
     assert_eq!(client.peers().await.unwrap(), samples::peers());
-    assert_eq!(client.reservations().await.unwrap(), samples::reservations());
+    assert_eq!(
+        client.reservations().await.unwrap(),
+        samples::reservations()
+    );
     assert_eq!(client.circuits().await.unwrap(), samples::circuits());
     assert_eq!(client.acl_list().await.unwrap(), samples::acl_list());
     assert!(client.subscribe(None, None).await.is_ok());
@@ -166,14 +169,20 @@ async fn an_admin_uid_or_gid_may_change_the_relay() {
     // SAFETY: no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     for (name, admins) in [
-        ("uid", Admins {
-            uids: vec![uid],
-            gids: vec![],
-        }),
-        ("gid", Admins {
-            uids: vec![],
-            gids: vec![gid],
-        }),
+        (
+            "uid",
+            Admins {
+                uids: vec![uid],
+                gids: vec![],
+            },
+        ),
+        (
+            "gid",
+            Admins {
+                uids: vec![],
+                gids: vec![gid],
+            },
+        ),
     ] {
         let mut config = config(&dir.join(&format!("{name}.sock")));
         config.admins = admins;

@@ -89,8 +89,7 @@ impl Health {
 
     /// `GET /status`: the code and the body.
     fn status(&self) -> Result<(u16, String), String> {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
@@ -98,9 +97,7 @@ impl Health {
             .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .map_err(|e| e.to_string())?;
         let mut raw = String::new();
-        stream
-            .read_to_string(&mut raw)
-            .map_err(|e| e.to_string())?;
+        stream.read_to_string(&mut raw).map_err(|e| e.to_string())?;
         let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
         let code = head
             .split(' ')
@@ -144,7 +141,7 @@ fn idle_clients_holding_every_slot_are_closed_and_the_health_sidecar_gets_in() {
     // The idle clients go after IDLE; the sidecar, refused until then,
     // retries within its backoff cap; two seconds of slack for two cores.
     let bound = IDLE + HEALTH_BACKOFF_MAX + Duration::from_secs(2);
-    let mut last = String::new();
+    let mut last: String;
     let served = loop {
         match health.status() {
             Ok((200, body)) => {
@@ -231,7 +228,8 @@ fn a_read_only_client_cannot_stop_reload_or_snapshot_the_relay() {
     // The same on the wire, with the role in the greeting.
     let (mut raw, greeting) = Raw::connect(&socket);
     assert_eq!(greeting["params"]["role"], "read-only", "{greeting}");
-    let reply = raw.call(r#"{"jsonrpc":"2.0","id":1,"method":"shutdown","params":{"drain":false}}"#);
+    let reply =
+        raw.call(r#"{"jsonrpc":"2.0","id":1,"method":"shutdown","params":{"drain":false}}"#);
     assert_eq!(reply["error"]["code"], -32006, "{reply}");
     assert_eq!(
         reply["error"]["data"],
