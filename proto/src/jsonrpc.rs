@@ -41,6 +41,15 @@ pub mod code {
     pub const RELAY_BUSY: i32 = -32004;
     /// `subscribe` on a connection that already has a subscription.
     pub const ALREADY_SUBSCRIBED: i32 = -32005;
+    /// The method needs a role this connection does not have (a read-only
+    /// client called `shutdown`, say). Nothing was run; the message names
+    /// the method and both roles. The connection stays usable.
+    pub const PERMISSION_DENIED: i32 = -32006;
+    /// The client sent no request for the server's idle timeout and is not
+    /// subscribed; sent as a goodbye just before the connection is closed.
+    /// The request it may have been about to send was not run: reconnect
+    /// and send it again.
+    pub const IDLE_TIMEOUT: i32 = -32007;
     /// The relay tried and failed: a snapshot could not be written, an ACL
     /// change could not be persisted. The message says what and where.
     pub const OPERATION_FAILED: i32 = -32010;

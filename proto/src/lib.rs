@@ -44,7 +44,7 @@ pub use methods::*;
 pub use server::{BindError, Command, Commands, Config, Feed, Listener, Reply};
 pub use shutdown::{Shutdown, Trigger};
 pub use time::Timestamp;
-pub use vocabulary::{CircuitEnd, DenialReason, Direction, Transport};
+pub use vocabulary::{CircuitEnd, DenialReason, Direction, Role, Transport};
 
 /// The name in the greeting: a client that reads anything else is not
 /// talking to a relay's control socket.
@@ -53,7 +53,7 @@ pub const PROTOCOL: &str = "bsv-p2p-control";
 /// `major.minor`. Minor versions only add (fields, methods, event kinds) and
 /// every reader tolerates what it does not know; a new major may change
 /// anything, and both ends refuse a major they do not speak.
-pub const PROTOCOL_VERSION: &str = "1.0";
+pub const PROTOCOL_VERSION: &str = "1.1";
 
 /// The longest line the server reads, newline excluded. A longer request is
 /// discarded without being buffered and answered with -32600.

@@ -130,6 +130,29 @@ open_enum! {
     }
 }
 
+open_enum! {
+    /// What a control client may do. The relay gives each connection a role
+    /// from the connecting process's uid and gid, and each method declares
+    /// the role it needs ([`Method::ROLE`](crate::Method::ROLE)). Open, so
+    /// that a later minor version may add a role between the two.
+    Role {
+        /// Reads only: status, counters, lists, the event stream. Cannot
+        /// stop the relay, reload it, make it write a file or edit its ACL.
+        ReadOnly = "read-only",
+        /// Everything.
+        Admin = "admin",
+    }
+}
+
+impl Role {
+    /// Whether a client of this role may call a method that needs `needed`.
+    /// A role this version does not know only reads: unknown is never
+    /// trusted with more.
+    pub fn may_call(&self, needed: &Role) -> bool {
+        *self == Role::Admin || *needed == Role::ReadOnly
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +171,19 @@ mod tests {
         assert_eq!(serde_json::to_string(&r).unwrap(), "\"moon_phase\"");
         let t: Transport = serde_json::from_str("\"webrtc\"").unwrap();
         assert_eq!(t.as_str(), "webrtc");
+    }
+
+    #[test]
+    fn only_admin_may_call_admin_methods() {
+        assert!(Role::Admin.may_call(&Role::Admin) && Role::Admin.may_call(&Role::ReadOnly));
+        assert!(Role::ReadOnly.may_call(&Role::ReadOnly));
+        assert!(!Role::ReadOnly.may_call(&Role::Admin));
+        let future: Role = serde_json::from_str("\"operator\"").unwrap();
+        assert!(future.may_call(&Role::ReadOnly) && !future.may_call(&Role::Admin));
+        assert_eq!(
+            serde_json::to_string(&Role::ReadOnly).unwrap(),
+            "\"read-only\""
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The control socket over a real Unix socket: greeting and versions, every
-//! method end to end, every kind of bad input, the client cap, a stuck
-//! relay, shutdown, and how the socket path is claimed.
+//! method end to end, every kind of bad input, the client cap, idle clients,
+//! a stuck relay, shutdown, and how the socket path is claimed.
 
 mod common;
 
@@ -23,7 +23,8 @@ async fn the_server_greets_first_with_its_protocol_and_version() {
     assert_eq!(
         greeting,
         json!({"jsonrpc": "2.0", "method": "hello", "params": {
-            "protocol": "bsv-p2p-control", "version": "1.0", "server": "test-relay/1.0.0"
+            "protocol": "bsv-p2p-control", "version": "1.1", "server": "test-relay/1.0.0",
+            "role": "admin"
         }})
     );
     relay.stop().await;
@@ -63,13 +64,13 @@ async fn the_server_refuses_a_client_of_another_major_version() {
     assert_eq!(reply["error"]["code"], code::UNSUPPORTED_VERSION);
     let message = reply["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("speaks control protocol 1.0") && message.contains("2.0"),
+        message.contains("speaks control protocol 1.1") && message.contains("2.0"),
         "{message}"
     );
     let ok = raw
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"hello","params":{"version":"1.3"}}"#)
         .await;
-    assert_eq!(ok["result"]["version"], "1.0");
+    assert_eq!(ok["result"]["version"], "1.1");
     relay.stop().await;
 }
 
@@ -224,6 +225,183 @@ async fn clients_over_the_cap_are_told_why_and_closed() {
         }
     };
     assert!(third.status().await.is_ok());
+    relay.stop().await;
+}
+
+/// A config whose clients are closed after `idle` without a request.
+fn idle_config(path: &std::path::Path, idle: Duration) -> Config {
+    let mut config = config(path);
+    config.idle_timeout = idle;
+    config
+}
+
+#[async_std::test]
+async fn an_idle_client_is_told_why_and_closed_after_the_idle_timeout() {
+    let dir = TempDir::new("idle");
+    let idle = Duration::from_millis(300);
+    let relay = Relay::start(idle_config(&dir.join("relay.sock"), idle), feed(10)).await;
+    let started = Instant::now();
+    let (mut raw, _) = Raw::connect(&relay.path).await;
+    let bye = raw.recv().await.expect("a goodbye");
+    let waited = started.elapsed();
+    assert!(
+        waited >= idle && waited < idle * 5,
+        "closed after {waited:?}"
+    );
+    assert_eq!(
+        bye,
+        json!({"jsonrpc": "2.0", "id": null, "error": {
+            "code": code::IDLE_TIMEOUT,
+            "message": "closing this control connection: no request within the idle timeout of 300 ms; reconnect to send one",
+            "data": {"idleTimeoutMs": 300}
+        }})
+    );
+    assert_eq!(raw.recv().await, None, "closed after the goodbye");
+    relay.stop().await;
+}
+
+#[async_std::test]
+async fn requests_keep_a_client_alive_and_blank_lines_do_not() {
+    let dir = TempDir::new("idle-alive");
+    let idle = Duration::from_millis(400);
+    let relay = Relay::start(idle_config(&dir.join("relay.sock"), idle), feed(10)).await;
+    let (mut raw, _) = Raw::connect(&relay.path).await;
+    // Three idle timeouts' worth of requests, each well inside one.
+    for id in 0..12 {
+        async_std::task::sleep(Duration::from_millis(100)).await;
+        let reply = raw
+            .call(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"status"}}"#
+            ))
+            .await;
+        assert_eq!(reply["id"], id, "{reply}");
+    }
+    let last_request = Instant::now();
+    let blanks = async_std::task::spawn({
+        let mut stream = raw.stream.clone();
+        async move {
+            for _ in 0..20 {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                if stream.write_all(b"\n").await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let bye = raw.recv().await.expect("a goodbye");
+    assert_eq!(bye["error"]["code"], code::IDLE_TIMEOUT);
+    let waited = last_request.elapsed();
+    assert!(waited < idle * 2, "blank lines kept it open {waited:?}");
+    blanks.await;
+    relay.stop().await;
+}
+
+#[async_std::test]
+async fn a_request_dribbled_without_its_newline_does_not_keep_a_client_alive() {
+    let dir = TempDir::new("idle-dribble");
+    let idle = Duration::from_millis(300);
+    let relay = Relay::start(idle_config(&dir.join("relay.sock"), idle), feed(10)).await;
+    let (mut raw, _) = Raw::connect(&relay.path).await;
+    let started = Instant::now();
+    let dribble = async_std::task::spawn({
+        let mut stream = raw.stream.clone();
+        async move {
+            for byte in br#"{"jsonrpc":"2.0","id":1,"method":"status"}"#.iter().cycle().take(40) {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let bye = raw.recv().await.expect("a goodbye");
+    assert_eq!(bye["error"]["code"], code::IDLE_TIMEOUT);
+    assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
+    dribble.await;
+    relay.stop().await;
+}
+
+#[async_std::test]
+async fn a_subscriber_is_never_closed_for_idleness() {
+    let dir = TempDir::new("idle-sub");
+    let idle = Duration::from_millis(200);
+    let relay = Relay::start(idle_config(&dir.join("relay.sock"), idle), feed(10)).await;
+    let (mut raw, _) = Raw::connect(&relay.path).await;
+    let reply = raw
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#)
+        .await;
+    assert_eq!(reply["result"]["nextSeq"], 1);
+    async_std::task::sleep(idle * 5).await;
+    relay.feed.publish(numbered(1)).unwrap();
+    let event = raw.recv().await.expect("still subscribed");
+    assert_eq!(event["params"]["seq"], 1, "{event}");
+    // And it still answers requests.
+    let reply = raw
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"status"}"#)
+        .await;
+    assert_eq!(reply["id"], 2);
+    relay.stop().await;
+}
+
+#[async_std::test]
+async fn idle_clients_give_their_slots_back() {
+    let dir = TempDir::new("idle-cap");
+    let idle = Duration::from_millis(500);
+    let mut config = idle_config(&dir.join("relay.sock"), idle);
+    config.max_clients = 2;
+    let relay = Relay::start(config, feed(10)).await;
+    let started = Instant::now();
+    let _idle = [
+        Raw::connect(&relay.path).await,
+        Raw::connect(&relay.path).await,
+    ];
+    let (_, refusal) = Raw::connect(&relay.path).await;
+    assert_eq!(refusal["error"]["code"], code::TOO_MANY_CLIENTS);
+    let client = loop {
+        match Client::connect(&relay.path).await {
+            Ok(client) => break client,
+            Err(e) if started.elapsed() < idle * 4 => {
+                assert_eq!(e.code(), Some(code::TOO_MANY_CLIENTS), "{e}");
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("no slot freed within {:?}: {e}", idle * 4),
+        }
+    };
+    assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
+    assert!(client.status().await.is_ok());
+    relay.stop().await;
+}
+
+#[async_std::test]
+async fn a_client_closed_for_idleness_sends_any_call_again_on_a_new_connection() {
+    let dir = TempDir::new("idle-retry");
+    let idle = Duration::from_millis(200);
+    let reloads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let relay = Relay::start_with(
+        idle_config(&dir.join("relay.sock"), idle),
+        feed(10),
+        |commands| {
+            let reloads = reloads.clone();
+            async_std::task::spawn(async move {
+                while let Ok(command) = commands.recv().await {
+                    match command {
+                        Command::Reload(r) => {
+                            reloads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            r.ok(samples::reload());
+                        }
+                        other => drop(other),
+                    }
+                }
+            });
+        },
+    )
+    .await;
+    let client = Client::connect(&relay.path).await.unwrap();
+    async_std::task::sleep(idle * 3).await;
+    // reload is not safe to repeat blindly; it is sent again only because
+    // the server closed the connection before it could have read it.
+    assert_eq!(client.reload().await.unwrap(), samples::reload());
+    assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 1);
     relay.stop().await;
 }
 

@@ -5,7 +5,7 @@
 
 use bsv_p2p_proto::jsonrpc::{Incoming, Request};
 use bsv_p2p_proto::methods::*;
-use bsv_p2p_proto::Event;
+use bsv_p2p_proto::{Event, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -75,6 +75,53 @@ fn check_method(method: &str, params: Option<Value>, result: Option<Value>) {
         "acl.remove" => check::<AclRemove>(params, result),
         other => panic!("README names an unknown method {other:?}"),
     }
+}
+
+fn role_of(method: &str) -> Role {
+    match method {
+        "hello" => Hello::ROLE,
+        "status" => Status::ROLE,
+        "stats" => Stats::ROLE,
+        "peers" => Peers::ROLE,
+        "reservations" => Reservations::ROLE,
+        "circuits" => Circuits::ROLE,
+        "subscribe" => Subscribe::ROLE,
+        "snapshot" => Snapshot::ROLE,
+        "reload" => Reload::ROLE,
+        "shutdown" => Shutdown::ROLE,
+        "acl.list" => AclList::ROLE,
+        "acl.add" => AclAdd::ROLE,
+        "acl.remove" => AclRemove::ROLE,
+        other => panic!("README names an unknown method {other:?}"),
+    }
+}
+
+#[test]
+fn the_methods_table_gives_each_method_its_role() {
+    let readme = include_str!("../README.md");
+    let mut listed = Vec::new();
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, method, role, ..] = cells.as_slice() else {
+            continue;
+        };
+        let Some(method) = method.strip_prefix('`').and_then(|m| m.strip_suffix('`')) else {
+            continue;
+        };
+        if !NAMES.contains(&method) {
+            continue;
+        }
+        assert_eq!(
+            *role,
+            role_of(method).as_str(),
+            "README's role for {method}"
+        );
+        listed.push(method);
+    }
+    assert_eq!(
+        listed, NAMES,
+        "the methods table lists every method once, in order"
+    );
 }
 
 #[test]

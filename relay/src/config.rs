@@ -76,6 +76,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub control_socket: PathBuf,
     pub control_max_clients: usize,
+    /// How long a control client that is not subscribed may send nothing.
+    pub control_idle_timeout: Duration,
+    /// Who is admin on the control socket, when the file says; otherwise
+    /// the control server's default (root and the relay's own uid).
+    pub control_admin_uids: Option<Vec<u32>>,
+    pub control_admin_gids: Option<Vec<u32>>,
     /// Worker threads of the async runtime; 0: one per CPU.
     pub runtime_threads: usize,
     pub journal_max_events: u64,
@@ -260,7 +266,10 @@ pub fn differences(a: &Config, b: &Config) -> Vec<&'static str> {
     check("shutdown.timeout", a.shutdown_timeout != b.shutdown_timeout);
     check(
         "control",
-        (&a.control_socket, a.control_max_clients) != (&b.control_socket, b.control_max_clients),
+        (&a.control_socket, a.control_max_clients) != (&b.control_socket, b.control_max_clients)
+            || a.control_idle_timeout != b.control_idle_timeout
+            || (&a.control_admin_uids, &a.control_admin_gids)
+                != (&b.control_admin_uids, &b.control_admin_gids),
     );
     check("runtime.threads", a.runtime_threads != b.runtime_threads);
     check(
@@ -486,6 +495,17 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         ));
     }
     let control_max_clients = range("control.maxClients", control.max_clients, 32, 1, 1024)?;
+    // At least a second, so a client has time to send its hello; at most an
+    // hour, so that a forgotten client gives its slot back the same day.
+    let control_idle_timeout = Duration::from_millis(range(
+        "control.idleTimeout",
+        control.idle_timeout,
+        60_000,
+        1_000,
+        3_600_000,
+    )?);
+    let control_admin_uids = ids("control.adminUids", control.admin_uids)?;
+    let control_admin_gids = ids("control.adminGids", control.admin_gids)?;
     let runtime_threads = range(
         "runtime.threads",
         raw.runtime.unwrap_or_default().threads,
@@ -513,6 +533,9 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         overrides: Overrides::default(),
         control_socket,
         control_max_clients: control_max_clients as usize,
+        control_idle_timeout,
+        control_admin_uids,
+        control_admin_gids,
         runtime_threads,
         journal_max_events,
         journal_max_bytes,
@@ -659,6 +682,25 @@ fn range(path: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Re
         ));
     }
     Ok(v)
+}
+
+/// Uids or gids; (uid_t)-1 is "nobody at all" to the kernel, never a caller.
+fn ids(key: &str, list: Option<Vec<file::Id>>) -> Result<Option<Vec<u32>>, Invalid> {
+    let Some(list) = list else { return Ok(None) };
+    list.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let id = range(
+                &format!("{key}[{i}]"),
+                Some(id.0),
+                0,
+                0,
+                u64::from(u32::MAX) - 1,
+            )?;
+            Ok(id as u32)
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 fn multiaddrs(key: &str, list: &[String]) -> Result<Vec<Multiaddr>, Invalid> {
@@ -873,6 +915,19 @@ mod file {
         pub socket: Option<String>,
         #[serde(default, deserialize_with = "count")]
         pub max_clients: Option<u64>,
+        #[serde(default, deserialize_with = "millis")]
+        pub idle_timeout: Option<u64>,
+        pub admin_uids: Option<Vec<Id>>,
+        pub admin_gids: Option<Vec<Id>>,
+    }
+
+    /// A uid or gid; its range is checked with the other values.
+    pub struct Id(pub u64);
+
+    impl<'de> Deserialize<'de> for Id {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Unsigned("a numeric uid or gid")).map(Id)
+        }
     }
 
     #[derive(Deserialize, Default)]
@@ -1107,6 +1162,45 @@ mod tests {
         let c = parse("t", r#"{"listen":["/ip4/0.0.0.0/tcp/1"]}"#, &o).unwrap();
         assert_eq!(c.listen[0].to_string(), "/ip4/127.0.0.1/tcp/9000");
         assert_eq!(c.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn control_idle_timeout_is_milliseconds_within_its_range() {
+        let c = parse_str(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.control_idle_timeout, Duration::from_secs(60));
+        let c = parse_str(r#"{"control":{"idleTimeout":2000}}"#).unwrap();
+        assert_eq!(c.control_idle_timeout, Duration::from_secs(2));
+        let e = parse_str(r#"{"control":{"idleTimeout":500}}"#).unwrap_err();
+        assert_eq!(e.path, "control.idleTimeout");
+        assert_eq!(e.message, "expected a value from 1000 to 3600000, got 500");
+        let e = parse_str(r#"{"control":{"idleTimeout":"60s"}}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "expected milliseconds as a non-negative integer, got string \"60s\""
+        );
+    }
+
+    #[test]
+    fn control_admin_lists_replace_the_default_only_when_present() {
+        let c = parse_str("{}").unwrap();
+        assert_eq!((c.control_admin_uids, c.control_admin_gids), (None, None));
+        let c = parse_str(r#"{"control":{"adminUids":[0,991],"adminGids":[]}}"#).unwrap();
+        assert_eq!(c.control_admin_uids, Some(vec![0, 991]));
+        assert_eq!(c.control_admin_gids, Some(vec![]));
+        let e = parse_str(r#"{"control":{"adminUids":[0,"backup"]}}"#).unwrap_err();
+        assert_eq!(e.path, "control.adminUids[1]");
+        assert_eq!(
+            e.message,
+            "expected a numeric uid or gid, got string \"backup\""
+        );
+        let e = parse_str(r#"{"control":{"adminGids":[4294967295]}}"#).unwrap_err();
+        assert_eq!(e.path, "control.adminGids[0]");
+        assert_eq!(
+            e.message,
+            "expected a value from 0 to 4294967294, got 4294967295"
+        );
+        let e = parse_str(r#"{"control":{"adminGids":[-1]}}"#).unwrap_err();
+        assert_eq!(e.path, "control.adminGids[0]");
     }
 
     #[test]

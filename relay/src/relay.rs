@@ -99,6 +99,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         format!("bsv-p2p-relay/{}", env!("CARGO_PKG_VERSION")),
     );
     socket_config.max_clients = config.control_max_clients;
+    socket_config.idle_timeout = config.control_idle_timeout;
+    if let Some(uids) = &config.control_admin_uids {
+        socket_config.admins.uids = uids.clone();
+    }
+    if let Some(gids) = &config.control_admin_gids {
+        socket_config.admins.gids = gids.clone();
+    }
     let (listener, mut commands) = proto::Listener::bind(socket_config, feed.clone())
         .await
         .map_err(|e| format!("control.socket: {e}"))?;

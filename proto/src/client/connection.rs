@@ -31,6 +31,9 @@ pub(crate) struct Conn {
 /// How a request ended on this connection.
 pub(crate) enum Exchange {
     Answer(Result<Value, RpcError>),
+    /// The connection was closed before the request could be written: the
+    /// server never read it, so any method may be sent again.
+    Unsent,
     /// The connection closed first, after a goodbye error if there was one.
     Closed(Option<RpcError>),
 }
@@ -106,7 +109,7 @@ impl Conn {
                 method: Hello::NAME.into(),
                 error,
             }),
-            Exchange::Closed(None) => Err(Error::Disconnected(conn.path)),
+            Exchange::Unsent | Exchange::Closed(None) => Err(Error::Disconnected(conn.path)),
         }
     }
 
@@ -122,7 +125,7 @@ impl Conn {
         let request = Request::new(Some(id.clone()), method, Some(params));
         if let Err(e) = self.writer.write_all(&jsonrpc::line(&request)).await {
             return match Error::io(&self.path, e) {
-                Error::Disconnected(_) => Ok(Exchange::Closed(None)),
+                Error::Disconnected(_) => Ok(Exchange::Unsent),
                 other => Err(other),
             };
         }

@@ -73,6 +73,7 @@ impl Error {
                     | code::METHOD_NOT_FOUND
                     | code::INVALID_PARAMS
                     | code::UNSUPPORTED_VERSION
+                    | code::PERMISSION_DENIED
             ),
             _ => false,
         }

@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_std::future::timeout;
 use serde_json::Value;
 
+use crate::jsonrpc::code;
 use crate::methods::*;
 use connection::{Conn, Exchange};
 
@@ -69,7 +70,9 @@ impl Default for Options {
 
 /// Methods that are safe to send twice: a call that finds its reused
 /// connection closed (the relay restarted since) is retried once on a new
-/// one. Others are not, since the first attempt may have been applied.
+/// one. Others are retried only when the server cannot have run them: the
+/// request could not be written, or the server had closed the connection
+/// for idleness (-32007) before reading it.
 const RETRIED: &[&str] = &[
     Status::NAME,
     Stats::NAME,
@@ -145,14 +148,22 @@ impl Client {
                     after: limit,
                 }),
             };
-            let closed = match outcome {
+            // Whether the server may have run the request before the
+            // connection closed: then only calls safe to repeat are retried.
+            let (closed, maybe_run) = match outcome {
                 Ok(Exchange::Answer(answer)) => {
                     return answer.map_err(|error| Error::Server {
                         method: method.into(),
                         error,
                     })
                 }
-                Ok(Exchange::Closed(goodbye)) => goodbye,
+                Ok(Exchange::Unsent) => (None, false),
+                Ok(Exchange::Closed(goodbye)) => {
+                    let idle = goodbye
+                        .as_ref()
+                        .is_some_and(|e| e.code == code::IDLE_TIMEOUT);
+                    (goodbye, !idle)
+                }
                 Err(e) => {
                     // Unknown state after a timeout or a garbled line.
                     *conn = None;
@@ -160,7 +171,7 @@ impl Client {
                 }
             };
             *conn = None;
-            if reused && !retried && RETRIED.contains(&method) {
+            if reused && !retried && (!maybe_run || RETRIED.contains(&method)) {
                 retried = true;
                 continue;
             }

@@ -176,7 +176,9 @@ impl Cursor {
                     error,
                 })
             }
-            Exchange::Closed(None) => return Err(Error::Disconnected(self.path.clone())),
+            Exchange::Unsent | Exchange::Closed(None) => {
+                return Err(Error::Disconnected(self.path.clone()))
+            }
         };
         let result: SubscribeResult = serde_json::from_value(result)
             .map_err(|e| conn.protocol(format!("subscribe: malformed result: {e}")))?;

@@ -5,12 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::Timestamp;
+use crate::{Role, Timestamp};
 
 pub struct AclList;
 
 impl Method for AclList {
     const NAME: &'static str = "acl.list";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = AclListResult;
 }
@@ -19,6 +20,8 @@ pub struct AclAdd;
 
 impl Method for AclAdd {
     const NAME: &'static str = "acl.add";
+    /// Admin: changes who may use the relay, and the relay persists it.
+    const ROLE: Role = Role::Admin;
     type Params = AclAddParams;
     type Result = AclAddResult;
 
@@ -31,6 +34,8 @@ pub struct AclRemove;
 
 impl Method for AclRemove {
     const NAME: &'static str = "acl.remove";
+    /// Admin: changes who may use the relay, and the relay persists it.
+    const ROLE: Role = Role::Admin;
     type Params = AclRemoveParams;
     type Result = AclRemoveResult;
 

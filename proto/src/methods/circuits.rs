@@ -4,12 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::Timestamp;
+use crate::{Role, Timestamp};
 
 pub struct Circuits;
 
 impl Method for Circuits {
     const NAME: &'static str = "circuits";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = CircuitsResult;
 }

@@ -8,12 +8,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::Method;
-use crate::{PROTOCOL, PROTOCOL_VERSION};
+use crate::{Role, PROTOCOL, PROTOCOL_VERSION};
 
 pub struct Hello;
 
 impl Method for Hello {
     const NAME: &'static str = "hello";
+    const ROLE: Role = Role::ReadOnly;
     type Params = HelloParams;
     type Result = Greeting;
 
@@ -38,14 +39,20 @@ pub struct Greeting {
     pub version: String,
     /// `name/version` of the relay.
     pub server: String,
+    /// What this connection may do, from the client process's uid and gid
+    /// (since 1.1; absent from an older relay, which lets everyone do
+    /// everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 impl Greeting {
-    pub fn new(server: impl Into<String>) -> Self {
+    pub fn new(server: impl Into<String>, role: Role) -> Self {
         Self {
             protocol: PROTOCOL.into(),
             version: PROTOCOL_VERSION.into(),
             server: server.into(),
+            role: Some(role),
         }
     }
 }
@@ -81,8 +88,8 @@ mod tests {
     #[test]
     fn greeting_roundtrips() {
         roundtrip(
-            &Greeting::new("bsv-p2p-relay/0.1.0"),
-            json!({"protocol":"bsv-p2p-control","version":"1.0","server":"bsv-p2p-relay/0.1.0"}),
+            &Greeting::new("bsv-p2p-relay/0.1.0", Role::ReadOnly),
+            json!({"protocol":"bsv-p2p-control","version":"1.1","server":"bsv-p2p-relay/0.1.0","role":"read-only"}),
         );
         roundtrip(
             &HelloParams {
@@ -91,6 +98,15 @@ mod tests {
             },
             json!({"version":"1.0","client":"bsv-p2p-ctl/0.1.0"}),
         );
+    }
+
+    #[test]
+    fn a_greeting_from_a_relay_before_roles_has_none() {
+        let g: Greeting = serde_json::from_value(
+            json!({"protocol":"bsv-p2p-control","version":"1.0","server":"bsv-p2p-relay/0.1.0"}),
+        )
+        .unwrap();
+        assert_eq!(g.role, None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{code, params_object, RpcError};
+use crate::Role;
 
 /// The notification that carries one event to a subscriber.
 pub const EVENT: &str = "event";
@@ -53,6 +54,10 @@ pub const EVENT: &str = "event";
 /// a method in [`Client::request`](crate::Client::request).
 pub trait Method {
     const NAME: &'static str;
+    /// The role a client needs to call it. No default: every method, and
+    /// every method added later, decides whether a read-only sidecar such
+    /// as the health server may call it.
+    const ROLE: Role;
     type Params: Serialize + DeserializeOwned + Send + 'static;
     type Result: Serialize + DeserializeOwned + Send + 'static;
 

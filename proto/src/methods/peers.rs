@@ -4,12 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::{Direction, Timestamp, Transport};
+use crate::{Direction, Role, Timestamp, Transport};
 
 pub struct Peers;
 
 impl Method for Peers {
     const NAME: &'static str = "peers";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = PeersResult;
 }

@@ -6,11 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
+use crate::Role;
 
 pub struct Reload;
 
 impl Method for Reload {
     const NAME: &'static str = "reload";
+    /// Admin: applies whatever the config file now says.
+    const ROLE: Role = Role::Admin;
     type Params = NoParams;
     type Result = ReloadResult;
 }

@@ -4,12 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::Timestamp;
+use crate::{Role, Timestamp};
 
 pub struct Reservations;
 
 impl Method for Reservations {
     const NAME: &'static str = "reservations";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = ReservationsResult;
 }

@@ -6,11 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::Method;
+use crate::Role;
 
 pub struct Shutdown;
 
 impl Method for Shutdown {
     const NAME: &'static str = "shutdown";
+    /// Admin: stops the relay.
+    const ROLE: Role = Role::Admin;
     type Params = ShutdownParams;
     type Result = ShutdownResult;
 }

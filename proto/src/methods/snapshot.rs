@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Method;
-use crate::Timestamp;
+use crate::{Role, Timestamp};
 
 pub struct Snapshot;
 
 impl Method for Snapshot {
     const NAME: &'static str = "snapshot";
+    /// Admin: makes the relay write a file wherever the caller says.
+    const ROLE: Role = Role::Admin;
     type Params = SnapshotParams;
     type Result = SnapshotResult;
 

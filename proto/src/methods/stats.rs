@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::{CircuitEnd, DenialReason, Direction, Transport};
+use crate::{CircuitEnd, DenialReason, Direction, Role, Transport};
 
 pub struct Stats;
 
 impl Method for Stats {
     const NAME: &'static str = "stats";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = StatsResult;
 }

@@ -5,12 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Method, NoParams};
-use crate::Timestamp;
+use crate::{Role, Timestamp};
 
 pub struct Status;
 
 impl Method for Status {
     const NAME: &'static str = "status";
+    const ROLE: Role = Role::ReadOnly;
     type Params = NoParams;
     type Result = StatusResult;
 }

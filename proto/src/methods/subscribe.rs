@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Method;
 use crate::event::KINDS;
+use crate::Role;
 
 pub struct Subscribe;
 
 impl Method for Subscribe {
     const NAME: &'static str = "subscribe";
+    const ROLE: Role = Role::ReadOnly;
     type Params = SubscribeParams;
     type Result = SubscribeResult;
 

@@ -16,6 +16,7 @@ use futures::channel::oneshot;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::access::Caller;
 use crate::jsonrpc::{code, RpcError};
 use crate::methods::*;
 
@@ -102,20 +103,28 @@ impl Command {
     }
 
     /// Parses a request for the relay into a command and the receiver of
-    /// its answer: -32601 for an unknown method, -32602 for bad params.
-    pub(crate) fn parse(method: &str, params: Option<Value>) -> Result<(Self, Answer), RpcError> {
+    /// its answer: -32601 for an unknown method, -32006 for a method the
+    /// caller's role does not allow (before its params are looked at),
+    /// -32602 for bad params.
+    pub(crate) fn parse(
+        method: &str,
+        params: Option<Value>,
+        caller: &Caller,
+    ) -> Result<(Self, Answer), RpcError> {
         match method {
-            Status::NAME => build::<Status>(params, |_, r| Self::Status(r)),
-            Stats::NAME => build::<Stats>(params, |_, r| Self::Stats(r)),
-            Peers::NAME => build::<Peers>(params, |_, r| Self::Peers(r)),
-            Reservations::NAME => build::<Reservations>(params, |_, r| Self::Reservations(r)),
-            Circuits::NAME => build::<Circuits>(params, |_, r| Self::Circuits(r)),
-            Snapshot::NAME => build::<Snapshot>(params, Self::Snapshot),
-            Reload::NAME => build::<Reload>(params, |_, r| Self::Reload(r)),
-            Shutdown::NAME => build::<Shutdown>(params, Self::Shutdown),
-            AclList::NAME => build::<AclList>(params, |_, r| Self::AclList(r)),
-            AclAdd::NAME => build::<AclAdd>(params, Self::AclAdd),
-            AclRemove::NAME => build::<AclRemove>(params, Self::AclRemove),
+            Status::NAME => build::<Status>(params, caller, |_, r| Self::Status(r)),
+            Stats::NAME => build::<Stats>(params, caller, |_, r| Self::Stats(r)),
+            Peers::NAME => build::<Peers>(params, caller, |_, r| Self::Peers(r)),
+            Reservations::NAME => {
+                build::<Reservations>(params, caller, |_, r| Self::Reservations(r))
+            }
+            Circuits::NAME => build::<Circuits>(params, caller, |_, r| Self::Circuits(r)),
+            Snapshot::NAME => build::<Snapshot>(params, caller, Self::Snapshot),
+            Reload::NAME => build::<Reload>(params, caller, |_, r| Self::Reload(r)),
+            Shutdown::NAME => build::<Shutdown>(params, caller, Self::Shutdown),
+            AclList::NAME => build::<AclList>(params, caller, |_, r| Self::AclList(r)),
+            AclAdd::NAME => build::<AclAdd>(params, caller, Self::AclAdd),
+            AclRemove::NAME => build::<AclRemove>(params, caller, Self::AclRemove),
             other => Err(RpcError::new(
                 code::METHOD_NOT_FOUND,
                 format!("method not found: {other:?}; known: {}", NAMES.join(", ")),
@@ -124,10 +133,14 @@ impl Command {
     }
 }
 
+/// The role is checked here, where the method is known by type, so that no
+/// method can reach the relay without its [`Method::ROLE`] being checked.
 fn build<M: Method>(
     params: Option<Value>,
+    caller: &Caller,
     make: impl FnOnce(M::Params, Reply<M::Result>) -> Command,
 ) -> Result<(Command, Answer), RpcError> {
+    caller.may_call::<M>()?;
     let params = parse_params::<M>(params)?;
     let (reply, answer) = Reply::new();
     Ok((make(params, reply), answer))
@@ -136,7 +149,24 @@ fn build<M: Method>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Role;
     use serde_json::json;
+
+    fn caller(role: Role) -> Caller {
+        Caller {
+            client: 1,
+            peer: None,
+            role,
+        }
+    }
+
+    fn params_of(name: &str) -> Value {
+        match name {
+            "snapshot" => json!({"path": "/tmp/s.json"}),
+            "acl.add" | "acl.remove" => json!({"peerId": "p", "list": "deny"}),
+            _ => json!({}),
+        }
+    }
 
     #[test]
     fn every_relay_method_parses_to_its_command() {
@@ -144,19 +174,45 @@ mod tests {
             if name == Hello::NAME || name == Subscribe::NAME {
                 continue;
             }
-            let params = match name {
-                "snapshot" => json!({"path": "/tmp/s.json"}),
-                "acl.add" | "acl.remove" => json!({"peerId": "p", "list": "deny"}),
-                _ => json!({}),
-            };
-            let (command, _) = Command::parse(name, Some(params)).unwrap();
+            let admin = caller(Role::Admin);
+            let (command, _) = Command::parse(name, Some(params_of(name)), &admin).unwrap();
             assert_eq!(command.method(), name);
         }
     }
 
     #[test]
+    fn a_read_only_caller_reaches_only_the_reading_methods() {
+        let read_only = caller(Role::ReadOnly);
+        let mut refused = Vec::new();
+        for &name in NAMES {
+            if name == Hello::NAME || name == Subscribe::NAME {
+                continue;
+            }
+            if let Err(e) = Command::parse(name, Some(params_of(name)), &read_only) {
+                assert_eq!(e.code, code::PERMISSION_DENIED, "{name}: {e}");
+                refused.push(name);
+            }
+        }
+        assert_eq!(
+            refused,
+            ["snapshot", "reload", "shutdown", "acl.add", "acl.remove"]
+        );
+    }
+
+    #[test]
+    fn permission_is_checked_before_params() {
+        let e = Command::parse(
+            "snapshot",
+            Some(json!({"path": 5})),
+            &caller(Role::ReadOnly),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, code::PERMISSION_DENIED);
+    }
+
+    #[test]
     fn an_unknown_method_lists_the_known_ones() {
-        let e = Command::parse("staus", None).unwrap_err();
+        let e = Command::parse("staus", None, &caller(Role::ReadOnly)).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(
             e.message.contains("\"staus\"") && e.message.contains("status"),
@@ -166,7 +222,7 @@ mod tests {
 
     #[async_std::test]
     async fn a_reply_arrives_as_json_and_a_dropped_one_as_canceled() {
-        let (command, answer) = Command::parse("reload", None).unwrap();
+        let (command, answer) = Command::parse("reload", None, &caller(Role::Admin)).unwrap();
         let Command::Reload(reply) = command else {
             panic!()
         };
@@ -175,7 +231,7 @@ mod tests {
             answer.await.unwrap().unwrap(),
             json!({"applied": [], "restartRequired": [], "errors": []})
         );
-        let (command, answer) = Command::parse("status", None).unwrap();
+        let (command, answer) = Command::parse("status", None, &caller(Role::Admin)).unwrap();
         drop(command);
         assert!(answer.await.is_err());
     }

@@ -4,6 +4,10 @@
 //! queue to a writer task that gives each line a deadline: a client that
 //! stops reading is dropped after `write_timeout` and costs the server
 //! nothing but its queue meanwhile.
+//!
+//! Each request is checked against the connection's role before it runs, and
+//! a client that is not subscribed and sends nothing for `idle_timeout` is
+//! told so and closed, so that forgotten clients give their slot back.
 
 use std::net::Shutdown as Both;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use async_std::os::unix::net::UnixStream;
 use futures::AsyncWriteExt;
 use serde_json::{json, Value};
 
+use super::access::Caller;
 use super::command::Command;
 use super::subscription::Subscription;
 use super::{Config, Feed};
@@ -26,7 +31,7 @@ use crate::methods::{
 use crate::{Shutdown, MAX_LINE, PROTOCOL_VERSION};
 
 pub(super) struct Connection {
-    pub(super) client: u64,
+    pub(super) caller: Caller,
     pub(super) stream: UnixStream,
     pub(super) config: Arc<Config>,
     pub(super) commands: Sender<Command>,
@@ -52,9 +57,12 @@ impl Connection {
             self.stream.clone(),
             lines,
             self.config.write_timeout,
-            self.client,
+            self.caller.client,
         ));
-        let greeting = jsonrpc::notification(Hello::NAME, &Greeting::new(&self.config.server));
+        let greeting = jsonrpc::notification(
+            Hello::NAME,
+            &Greeting::new(&self.config.server, self.caller.role.clone()),
+        );
         if out.send(greeting).await.is_ok() {
             let mut session = Session {
                 conn: self,
@@ -71,16 +79,43 @@ impl Connection {
 impl Session {
     async fn read_requests(&mut self) {
         let mut lines = LineReader::new(self.conn.stream.clone(), MAX_LINE);
+        let idle_timeout = self.conn.config.idle_timeout;
+        // Counted from the greeting and from each reply, not from each read:
+        // blank lines are not requests and do not keep a client alive.
+        let mut idle_since = Instant::now();
         loop {
-            let Some(frame) = self.conn.shutdown.race(lines.next()).await else {
-                let bye = RpcError::new(code::SHUTTING_DOWN, "the relay is shutting down");
-                let _ = self
-                    .out
-                    .try_send(jsonrpc::line(&Response::new(Value::Null, Err(bye))));
+            // A subscriber legitimately sits silent while events flow to it.
+            let idle_left =
+                (!self.subscribed).then(|| idle_timeout.saturating_sub(idle_since.elapsed()));
+            let next = async {
+                match idle_left {
+                    Some(left) => timeout(left, lines.next()).await.ok(),
+                    None => Some(lines.next().await),
+                }
+            };
+            let Some(read) = self.conn.shutdown.race(next).await else {
+                self.goodbye(RpcError::new(
+                    code::SHUTTING_DOWN,
+                    "the relay is shutting down",
+                ));
+                return;
+            };
+            let Some(frame) = read else {
+                let ms = idle_timeout.as_millis() as u64;
+                log::debug!(event = "control_client_idle", client = self.conn.caller.client, idleTimeoutMs = ms; "");
+                self.goodbye(
+                    RpcError::new(
+                        code::IDLE_TIMEOUT,
+                        format!(
+                            "closing this control connection: no request within the idle timeout of {ms} ms; reconnect to send one"
+                        ),
+                    )
+                    .with_data(json!({ "idleTimeoutMs": ms })),
+                );
                 return;
             };
             let replied = match frame {
-                Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => true,
+                Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
                 Ok(Frame::Line(line)) => self.handle(&line).await,
                 Ok(Frame::TooLong { len }) => {
                     let error = RpcError::new(
@@ -92,14 +127,23 @@ impl Session {
                 }
                 Ok(Frame::Eof) => return,
                 Err(e) => {
-                    log::debug!(event = "control_client_read_failed", client = self.conn.client, error = e.to_string().as_str(); "");
+                    log::debug!(event = "control_client_read_failed", client = self.conn.caller.client, error = e.to_string().as_str(); "");
                     return;
                 }
             };
             if !replied {
                 return;
             }
+            idle_since = Instant::now();
         }
+    }
+
+    /// The last line before the server closes the connection. Not waited
+    /// for: a client that does not read is not worth holding the close.
+    fn goodbye(&self, error: RpcError) {
+        let _ = self
+            .out
+            .try_send(jsonrpc::line(&Response::new(Value::Null, Err(error))));
     }
 
     /// Runs one request; false once the client can no longer be written to.
@@ -112,7 +156,11 @@ impl Session {
             id, method, params, ..
         } = request;
         let outcome = match method.as_str() {
-            Hello::NAME => self.hello(params),
+            Hello::NAME => self
+                .conn
+                .caller
+                .may_call::<Hello>()
+                .and_then(|()| self.hello(params)),
             Subscribe::NAME => return self.subscribe(id, params).await,
             _ => self.ask_relay(&method, params).await,
         };
@@ -145,16 +193,16 @@ impl Session {
             )
             .with_data(json!({ "serverVersion": PROTOCOL_VERSION })));
         }
-        log::debug!(event = "control_client_hello", client = self.conn.client, name = params.client.as_deref().unwrap_or("?"), version = params.version.as_str(); "");
-        Ok(
-            serde_json::to_value(Greeting::new(&self.conn.config.server))
-                .expect("a greeting serializes"),
-        )
+        log::debug!(event = "control_client_hello", client = self.conn.caller.client, name = params.client.as_deref().unwrap_or("?"), version = params.version.as_str(); "");
+        let greeting = Greeting::new(&self.conn.config.server, self.conn.caller.role.clone());
+        Ok(serde_json::to_value(greeting).expect("a greeting serializes"))
     }
 
     /// Answers, then starts the event stream on this connection.
     async fn subscribe(&mut self, id: Option<Value>, params: Option<Value>) -> bool {
-        let params = if self.subscribed {
+        let params = if let Err(refused) = self.conn.caller.may_call::<Subscribe>() {
+            Err(refused)
+        } else if self.subscribed {
             Err(RpcError::new(
                 code::ALREADY_SUBSCRIBED,
                 "this connection is already subscribed; open another connection for a second stream",
@@ -196,7 +244,7 @@ impl Session {
                 alive: self.alive.1.clone(),
                 stream: self.conn.stream.clone(),
                 write_timeout: self.conn.config.write_timeout,
-                client: self.conn.client,
+                client: self.conn.caller.client,
             }
             .run(),
         );
@@ -206,7 +254,7 @@ impl Session {
     /// Hands the request to the relay and waits, within the request timeout,
     /// for it to be taken and answered.
     async fn ask_relay(&self, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
-        let (command, answer) = Command::parse(method, params)?;
+        let (command, answer) = Command::parse(method, params, &self.conn.caller)?;
         let limit = match method {
             Snapshot::NAME => self.conn.config.snapshot_timeout,
             _ => self.conn.config.request_timeout,

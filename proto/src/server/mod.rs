@@ -23,11 +23,13 @@
 //! # drop(trigger); Ok(()) }
 //! ```
 
+mod access;
 mod command;
 mod connection;
 mod feed;
 mod subscription;
 
+pub use access::{Admins, Peer};
 pub use command::{Command, Reply};
 pub use feed::{Feed, DEFAULT_SUBSCRIBER_BUFFER};
 
@@ -47,10 +49,18 @@ use serde_json::Value;
 
 use crate::jsonrpc::{self, code, Response, RpcError};
 use crate::Shutdown;
+use access::Caller;
 use connection::Connection;
 
 /// The commands the relay answers, in the order clients sent them.
 pub type Commands = Receiver<Command>;
+
+/// A minute: a sidecar that keeps its connection (the health server) asks
+/// far more often, one that does not (a nightly backup) reconnects without
+/// noticing (the client in this crate retries a call the server closed for
+/// idleness), and a person typing at `socat` has time to think; a client
+/// left open by mistake frees its slot within that minute.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every size and deadline of the server, each a budget chosen on purpose.
 #[derive(Debug, Clone)]
@@ -71,6 +81,12 @@ pub struct Config {
     pub snapshot_timeout: Duration,
     /// How long one line may take to write before the client is dropped.
     pub write_timeout: Duration,
+    /// How long a client that is not subscribed may go without sending a
+    /// request before it is told -32007 and closed, so that clients left
+    /// open and forgotten cannot hold every slot of `max_clients`.
+    pub idle_timeout: Duration,
+    /// Who gets the admin role; everyone else is read-only.
+    pub admins: Admins,
 }
 
 impl Config {
@@ -84,6 +100,8 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(5),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            admins: Admins::owner(),
         }
     }
 }
@@ -202,6 +220,8 @@ impl Listener {
             feed,
             inode,
         } = self;
+        let ids = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        log::info!(event = "control_access", adminUids = ids(&config.admins.uids).as_str(), adminGids = ids(&config.admins.gids).as_str(), idleTimeoutMs = config.idle_timeout.as_millis() as u64; "control clients of these uids and gids are admin, all others read-only");
         let active = Arc::new(AtomicUsize::new(0));
         let numbers = AtomicU64::new(0);
         // Every client task holds a clone; `recv` fails once all are gone.
@@ -222,10 +242,18 @@ impl Listener {
                 async_std::task::spawn(refuse(stream, config.max_clients));
                 continue;
             }
-            log::debug!(event = "control_client_accepted", client = client; "");
+            let peer = match Peer::of(&stream) {
+                Ok(peer) => Some(peer),
+                Err(e) => {
+                    log::warn!(event = "control_peer_unknown", client = client, error = e.to_string().as_str(); "cannot read the control client's credentials; it gets the read-only role");
+                    None
+                }
+            };
+            let role = config.admins.role_of(peer.as_ref());
+            log::debug!(event = "control_client_accepted", client = client, role = role.as_str(), uid = peer.map(|p| p.uid), gid = peer.map(|p| p.gid), pid = peer.map(|p| p.pid); "");
             active.fetch_add(1, Ordering::AcqRel);
             let connection = Connection {
-                client,
+                caller: Caller { client, peer, role },
                 stream,
                 config: config.clone(),
                 commands: commands.clone(),
