@@ -277,7 +277,15 @@ proptest! {
 
 /// Every param name any method knows, so that objects reach every field.
 const PARAM_NAMES: &[&str] = &[
-    "version", "client", "fromSeq", "kinds", "path", "drain", "timeoutMs", "peerId", "list",
+    "version",
+    "client",
+    "fromSeq",
+    "kinds",
+    "path",
+    "drain",
+    "timeoutMs",
+    "peerId",
+    "list",
     "note",
 ];
 
@@ -386,7 +394,9 @@ impl Said {
             )
             .into(),
             Self::Noise(bytes) => [b"#".as_slice(), bytes].concat(),
-            Self::NotARequest(id) => format!(r#"{{"jsonrpc":"1.0","id":{id},"method":"status"}}"#).into(),
+            Self::NotARequest(id) => {
+                format!(r#"{{"jsonrpc":"1.0","id":{id},"method":"status"}}"#).into()
+            }
             Self::TooLong(len) => vec![b'x'; *len],
             Self::Blank(s) => s.clone().into(),
         }
@@ -408,7 +418,13 @@ impl Said {
 
 fn said() -> impl Strategy<Value = Said> {
     let answered = prop::sample::select(vec![
-        "status", "stats", "peers", "reservations", "circuits", "reload", "acl.list",
+        "status",
+        "stats",
+        "peers",
+        "reservations",
+        "circuits",
+        "reload",
+        "acl.list",
     ]);
     prop_oneof![
         6 => (any::<u64>(), answered.clone()).prop_map(|(id, m)| Said::Call(id, m)),
@@ -497,7 +513,13 @@ async fn exchange(
         prop_assert_eq!(&reply["id"], &id, "{:?}: {}", said, reply);
         match code {
             None => prop_assert!(reply.get("result").is_some(), "{:?}: {}", said, reply),
-            Some(code) => prop_assert_eq!(&reply["error"]["code"], &json!(code), "{:?}: {}", said, reply),
+            Some(code) => prop_assert_eq!(
+                &reply["error"]["code"],
+                &json!(code),
+                "{:?}: {}",
+                said,
+                reply
+            ),
         }
     }
     let extra = raw.recv().await;

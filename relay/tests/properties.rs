@@ -104,6 +104,9 @@ fn varint(mut v: u64) -> Vec<u8> {
 /// continuation bytes of zeros, which protobuf readers must accept.
 fn overlong_varint(v: u64, len: usize) -> Vec<u8> {
     let mut out = varint(v);
+    if out.len() >= len {
+        return out;
+    }
     let last = out.len() - 1;
     out[last] |= 0x80;
     out.resize(len, 0x80);
@@ -154,12 +157,14 @@ fn wire() -> impl Strategy<Value = Vec<u8>> {
     ];
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
-        (prefix, proptest::collection::vec(any::<u8>(), 0..=MAX_MESSAGE + 16)).prop_map(
-            |(mut p, body)| {
+        (
+            prefix,
+            proptest::collection::vec(any::<u8>(), 0..=MAX_MESSAGE + 16)
+        )
+            .prop_map(|(mut p, body)| {
                 p.extend(body);
                 p
-            }
-        ),
+            }),
     ]
 }
 
@@ -263,11 +268,15 @@ fn number() -> impl Strategy<Value = u64> {
 }
 
 fn peer() -> impl Strategy<Value = Peer> {
-    (bytes(40), proptest::collection::vec(bytes(32), 0..4)).prop_map(|(id, addrs)| Peer { id, addrs })
+    (bytes(40), proptest::collection::vec(bytes(32), 0..4))
+        .prop_map(|(id, addrs)| Peer { id, addrs })
 }
 
 fn limit() -> impl Strategy<Value = Limit> {
-    (proptest::option::of(any::<u32>()), proptest::option::of(number()))
+    (
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(number()),
+    )
         .prop_map(|(duration, data)| Limit { duration, data })
 }
 
@@ -319,14 +328,13 @@ fn stop_message() -> impl Strategy<Value = StopMessage> {
 /// Fields no version of the spec has used, in every wire type the decoder
 /// must skip: varint, fixed64, length-delimited and fixed32.
 fn unknown_fields() -> impl Strategy<Value = Vec<u8>> {
-    let field = (6u64..1 << 20, 0..4usize, number(), bytes(16)).prop_map(|(n, wt, v, b)| {
-        match wt {
+    let field =
+        (6u64..1 << 20, 0..4usize, number(), bytes(16)).prop_map(|(n, wt, v, b)| match wt {
             0 => [varint(n << 3), varint(v)].concat(),
             1 => [varint(n << 3 | 1), v.to_le_bytes().to_vec()].concat(),
             2 => [varint(n << 3 | 2), varint(b.len() as u64), b].concat(),
             _ => [varint(n << 3 | 5), (v as u32).to_le_bytes().to_vec()].concat(),
-        }
-    });
+        });
     proptest::collection::vec(field, 0..4).prop_map(|f| f.concat())
 }
 
@@ -462,23 +470,110 @@ type Extract = fn(&Config) -> Option<u64>;
 
 const NUMERIC: &[(&str, u64, u64, Option<Extract>)] = &[
     ("relay.advertise.ttl", 1_000, 86_400_000, None),
-    ("relay.reservations.max", 1, 1_000_000, Some(|c| Some(c.relay.max_reservations as u64))),
-    ("relay.reservations.maxPerPeer", 1, 64, Some(|c| Some(c.relay.max_reservations_per_peer as u64))),
-    ("relay.reservations.ttl", 1_000, 604_800_000, Some(|c| Some(c.relay.reservation_ttl.as_millis() as u64))),
-    ("relay.circuits.max", 1, 1_000_000, Some(|c| Some(c.relay.max_circuits as u64))),
-    ("relay.circuits.maxPerPeer", 1, 65_536, Some(|c| Some(c.relay.max_circuits_per_peer as u64))),
-    ("relay.circuits.duration", 0, u32::MAX as u64 * 1000, Some(|c| Some(c.relay.circuit_limits.duration.map_or(0, |d| d.as_millis() as u64)))),
-    ("relay.circuits.data", 0, u64::MAX, Some(|c| Some(c.relay.circuit_limits.data.unwrap_or(0)))),
-    ("connectionManager.maxConnections", 1, 1_000_000, Some(|c| Some(u64::from(c.max_connections)))),
+    (
+        "relay.reservations.max",
+        1,
+        1_000_000,
+        Some(|c| Some(c.relay.max_reservations as u64)),
+    ),
+    (
+        "relay.reservations.maxPerPeer",
+        1,
+        64,
+        Some(|c| Some(c.relay.max_reservations_per_peer as u64)),
+    ),
+    (
+        "relay.reservations.ttl",
+        1_000,
+        604_800_000,
+        Some(|c| Some(c.relay.reservation_ttl.as_millis() as u64)),
+    ),
+    (
+        "relay.circuits.max",
+        1,
+        1_000_000,
+        Some(|c| Some(c.relay.max_circuits as u64)),
+    ),
+    (
+        "relay.circuits.maxPerPeer",
+        1,
+        65_536,
+        Some(|c| Some(c.relay.max_circuits_per_peer as u64)),
+    ),
+    (
+        "relay.circuits.duration",
+        0,
+        u32::MAX as u64 * 1000,
+        Some(|c| {
+            Some(
+                c.relay
+                    .circuit_limits
+                    .duration
+                    .map_or(0, |d| d.as_millis() as u64),
+            )
+        }),
+    ),
+    (
+        "relay.circuits.data",
+        0,
+        u64::MAX,
+        Some(|c| Some(c.relay.circuit_limits.data.unwrap_or(0))),
+    ),
+    (
+        "connectionManager.maxConnections",
+        1,
+        1_000_000,
+        Some(|c| Some(u64::from(c.max_connections))),
+    ),
     ("connectionManager.minConnections", 0, 1_000_000, None),
-    ("connectionManager.maxConnectionsPerPeer", 1, 1024, Some(|c| Some(u64::from(c.max_connections_per_peer)))),
-    ("connectionManager.maxPendingIncoming", 1, 100_000, Some(|c| Some(u64::from(c.max_pending_incoming)))),
-    ("gossipSub.maxMessageSize", 1024, 16 << 20, Some(|c| c.gossip.as_ref().map(|g| g.max_message_size as u64))),
-    ("shutdown.timeout", 0, 600_000, Some(|c| Some(c.shutdown_timeout.as_millis() as u64))),
-    ("control.maxClients", 1, 1024, Some(|c| Some(c.control_max_clients as u64))),
-    ("runtime.threads", 0, 1024, Some(|c| Some(c.runtime_threads as u64))),
-    ("journal.maxEvents", 100, 100_000_000, Some(|c| Some(c.journal_max_events))),
-    ("journal.maxBytes", 1 << 20, 64 << 30, Some(|c| Some(c.journal_max_bytes))),
+    (
+        "connectionManager.maxConnectionsPerPeer",
+        1,
+        1024,
+        Some(|c| Some(u64::from(c.max_connections_per_peer))),
+    ),
+    (
+        "connectionManager.maxPendingIncoming",
+        1,
+        100_000,
+        Some(|c| Some(u64::from(c.max_pending_incoming))),
+    ),
+    (
+        "gossipSub.maxMessageSize",
+        1024,
+        16 << 20,
+        Some(|c| c.gossip.as_ref().map(|g| g.max_message_size as u64)),
+    ),
+    (
+        "shutdown.timeout",
+        0,
+        600_000,
+        Some(|c| Some(c.shutdown_timeout.as_millis() as u64)),
+    ),
+    (
+        "control.maxClients",
+        1,
+        1024,
+        Some(|c| Some(c.control_max_clients as u64)),
+    ),
+    (
+        "runtime.threads",
+        0,
+        1024,
+        Some(|c| Some(c.runtime_threads as u64)),
+    ),
+    (
+        "journal.maxEvents",
+        100,
+        100_000_000,
+        Some(|c| Some(c.journal_max_events)),
+    ),
+    (
+        "journal.maxBytes",
+        1 << 20,
+        64 << 30,
+        Some(|c| Some(c.journal_max_bytes)),
+    ),
 ];
 
 const BOOLEAN: &[&str] = &[
@@ -494,10 +589,21 @@ const BOOLEAN: &[&str] = &[
 const STRING: &[(&str, &[&str])] = &[
     ("mode", &["relay", "client"]),
     ("dataDir", &["/var/lib/bsv-p2p", "~/relay", "~", ""]),
-    ("identityFile", &["/var/lib/bsv-p2p/id.key", "~/id.key", " "]),
+    (
+        "identityFile",
+        &["/var/lib/bsv-p2p/id.key", "~/id.key", " "],
+    ),
     ("log.format", &["auto", "json", "pretty", "JSON"]),
-    ("log.level", &["off", "error", "warn", "info", "debug", "trace", "INFO", "verbose"]),
-    ("control.socket", &["/run/bsv-p2p/relay.sock", "~/r.sock", ""]),
+    (
+        "log.level",
+        &[
+            "off", "error", "warn", "info", "debug", "trace", "INFO", "verbose",
+        ],
+    ),
+    (
+        "control.socket",
+        &["/run/bsv-p2p/relay.sock", "~/r.sock", ""],
+    ),
 ];
 
 const LISTS: &[&str] = &["listen", "announce", "gossipSub.topics"];
@@ -524,7 +630,7 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// Numbers around and inside `min..=max`, or not numbers at all.
 fn numeric_value(min: u64, max: u64) -> impl Strategy<Value = Value> {
     prop_oneof![
-        4 => (min..=max).prop_map(|n| json!(n)),
+        12 => (min..=max).prop_map(|n| json!(n)),
         2 => prop::sample::select(vec![min.wrapping_sub(1), min, max, max.wrapping_add(1), 0, u64::MAX])
             .prop_map(|n| json!(n)),
         1 => (-1000i64..0).prop_map(|n| json!(n)),
@@ -537,14 +643,34 @@ fn numeric_value(min: u64, max: u64) -> impl Strategy<Value = Value> {
 /// Multiaddrs as operators write them, right and wrong.
 fn multiaddr_text() -> impl Strategy<Value = String> {
     let host = prop::sample::select(vec![
-        "/ip4/0.0.0.0", "/ip4/203.0.113.7", "/ip6/::", "/dns/relay.example.org",
-        "/dns4/a.b", "/dns6/x", "/ip4/YOUR_PUBLIC_IP", "/dns/relay.yourdomain.com",
-        "/ip4/999.1.1.1", "/unix/tmp", "",
+        "/ip4/0.0.0.0",
+        "/ip4/203.0.113.7",
+        "/ip6/::",
+        "/dns/relay.example.org",
+        "/dns4/a.b",
+        "/dns6/x",
+        "/ip4/YOUR_PUBLIC_IP",
+        "/dns/relay.yourdomain.com",
+        "/ip4/999.1.1.1",
+        "/unix/tmp",
+        "",
     ]);
-    let port = prop_oneof![Just("/tcp/4001".to_string()), (0u32..70_000).prop_map(|p| format!("/tcp/{p}")), Just("/udp/4001".into())];
+    let port = prop_oneof![
+        Just("/tcp/4001".to_string()),
+        (0u32..70_000).prop_map(|p| format!("/tcp/{p}")),
+        Just("/udp/4001".into())
+    ];
     let tail = prop::sample::select(vec![
-        "", "/ws", "/wss", "/tls/ws", "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
-        "/p2p-circuit", "/quic-v1", "/ws/ws", "/certhash/uEiA", "/ip6zone/x",
+        "",
+        "/ws",
+        "/wss",
+        "/tls/ws",
+        "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "/p2p-circuit",
+        "/quic-v1",
+        "/ws/ws",
+        "/certhash/uEiA",
+        "/ip6zone/x",
     ]);
     prop_oneof![
         8 => (host, port, tail).prop_map(|(h, p, t)| format!("{h}{p}{t}")),
@@ -609,22 +735,49 @@ fn set(doc: &mut Map<String, Value>, path: &str, value: Value) {
 fn config_doc() -> impl Strategy<Value = Value> {
     let mut entries: Vec<BoxedStrategy<Option<(String, Value)>>> = Vec::new();
     for &(path, min, max, _) in NUMERIC {
-        entries.push(proptest::option::weighted(0.4, numeric_value(min, max).prop_map(move |v| (path.to_string(), v))).boxed());
+        entries.push(
+            proptest::option::weighted(
+                0.25,
+                numeric_value(min, max).prop_map(move |v| (path.to_string(), v)),
+            )
+            .boxed(),
+        );
     }
     for &path in BOOLEAN {
         let value = prop_oneof![4 => any::<bool>().prop_map(Value::Bool), 1 => any_json()];
-        entries.push(proptest::option::weighted(0.3, value.prop_map(move |v| (path.to_string(), v))).boxed());
+        entries.push(
+            proptest::option::weighted(0.3, value.prop_map(move |v| (path.to_string(), v))).boxed(),
+        );
     }
     for &(path, samples) in STRING {
-        entries.push(proptest::option::weighted(0.3, string_value(samples).prop_map(move |v| (path.to_string(), v))).boxed());
+        entries.push(
+            proptest::option::weighted(
+                0.3,
+                string_value(samples).prop_map(move |v| (path.to_string(), v)),
+            )
+            .boxed(),
+        );
     }
     for &path in LISTS {
-        entries.push(proptest::option::weighted(0.4, list_value(path).prop_map(move |v| (path.to_string(), v))).boxed());
+        entries.push(
+            proptest::option::weighted(
+                0.4,
+                list_value(path).prop_map(move |v| (path.to_string(), v)),
+            )
+            .boxed(),
+        );
     }
     let section = prop::sample::select(vec![
-        "", "relay.", "relay.circuits.", "relay.reservations.", "connectionManager.", "gossipSub.", "log.",
+        "",
+        "relay.",
+        "relay.circuits.",
+        "relay.reservations.",
+        "connectionManager.",
+        "gossipSub.",
+        "log.",
     ]);
-    let stray = (section, "[a-zA-Z]{1,16}", any_json()).prop_map(|(s, k, v)| (format!("{s}{k}"), v));
+    let stray =
+        (section, "[a-zA-Z]{1,16}", any_json()).prop_map(|(s, k, v)| (format!("{s}{k}"), v));
     entries.push(proptest::option::weighted(0.1, stray).boxed());
     entries.prop_map(|entries| {
         let mut doc = Map::new();
@@ -677,6 +830,37 @@ fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
     prop_assert!(c.control_socket.as_os_str().len() <= 100);
     prop_assert!(!c.data_dir.as_os_str().is_empty());
     Ok(())
+}
+
+/// A small `relay.circuits.max` with `maxPerPeer` left at its default (64)
+/// used to be blamed on `relay.circuits.maxPerPeer`, a key not in the file.
+#[test]
+fn a_small_circuit_cap_is_blamed_on_the_key_in_the_file() {
+    let e = parse(r#"{"relay":{"circuits":{"max":10}}}"#).unwrap_err();
+    assert_eq!(e.path, "relay.circuits.max");
+    assert!(e.message.contains("maxPerPeer (64 by default)"), "{e}");
+    let e = parse(r#"{"relay":{"circuits":{"max":10,"maxPerPeer":20}}}"#).unwrap_err();
+    assert_eq!(e.path, "relay.circuits.maxPerPeer");
+}
+
+/// A long `dataDir` makes the default control socket path too long; that
+/// used to be blamed on `control.socket`, a key not in the file.
+#[test]
+fn a_long_data_dir_is_blamed_for_its_socket_path() {
+    let dir = format!("/{}", "d".repeat(100));
+    let e = parse(&json!({ "dataDir": dir }).to_string()).unwrap_err();
+    assert_eq!(e.path, "dataDir");
+    assert!(e.message.contains("set control.socket"), "{e}");
+    let doc = json!({ "dataDir": dir, "control": { "socket": format!("{dir}/r.sock") } });
+    assert_eq!(parse(&doc.to_string()).unwrap_err().path, "control.socket");
+}
+
+/// A key written twice is refused at that key, not as a whole document.
+#[test]
+fn a_duplicate_key_is_refused_at_its_path() {
+    let e = parse(r#"{"relay":{"enabled":true,"enabled":false}}"#).unwrap_err();
+    assert!(e.path.starts_with("relay"), "{e}");
+    assert!(e.message.contains("enabled"), "{e}");
 }
 
 proptest! {

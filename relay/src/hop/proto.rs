@@ -556,7 +556,9 @@ mod tests {
     /// A type of 2^64 + 2 used to decode as STATUS (2).
     #[test]
     fn a_varint_over_64_bits_is_refused_not_wrapped() {
-        let mut buf = vec![0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+        let mut buf = vec![
+            0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+        ];
         assert_eq!(
             HopMessage::decode(&buf),
             Err(DecodeError("varint overflows 64 bits"))
