@@ -45,7 +45,9 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
-        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        // Eighths print in few digits: serde_json, built without its
+        // float_roundtrip feature, may read other floats one ULP off.
+        (-8_000_000i64..8_000_000).prop_map(|n| json!(n as f64 / 8.0)),
         ".{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -149,7 +151,9 @@ fn check_parse(line: &[u8]) -> Result<(), TestCaseError> {
 /// Lines as clients send them: requests, requests with a byte changed, cut
 /// or with bytes of other encodings, and noise.
 fn line() -> impl Strategy<Value = Vec<u8>> {
-    let request = request_members().prop_map(|m| object_text(&m).into_bytes());
+    let request = request_members()
+        .prop_map(|m| object_text(&m).into_bytes())
+        .boxed();
     prop_oneof![
         4 => request.clone(),
         2 => (request.clone(), any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut l, i, b)| {
@@ -221,8 +225,9 @@ proptest! {
             close.repeat(depth)
         );
         let got = Request::parse(line.as_bytes());
-        // The request object itself is one level.
-        if depth < JSON_DEPTH {
+        // The request object itself is one level, and the limit's own
+        // level is refused.
+        if depth + 1 < JSON_DEPTH {
             let request = got.unwrap();
             let e = methods::parse_params::<Status>(request.params).unwrap_err();
             prop_assert_eq!(e.code, code::INVALID_PARAMS);
