@@ -474,6 +474,7 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
     )?);
 
     let control = raw.control.unwrap_or_default();
+    let socket_given = control.socket.is_some();
     let control_socket = match control.socket {
         Some(p) if p.trim().is_empty() => {
             return Err(invalid(
@@ -486,10 +487,16 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         None => data_dir.join("relay.sock"),
     };
     if control_socket.as_os_str().len() > 100 {
+        // Without control.socket the path comes from dataDir: blame that key.
+        let (path, remedy) = if socket_given {
+            ("control.socket", "choose a shorter path")
+        } else {
+            ("dataDir", "choose a shorter dataDir or set control.socket")
+        };
         return Err(invalid(
-            "control.socket",
+            path,
             format!(
-                "{} is longer than a Unix socket path may be (about 100 bytes): choose a shorter path",
+                "{} is longer than a Unix socket path may be (about 100 bytes): {remedy}",
                 control_socket.display()
             ),
         ));
@@ -589,12 +596,22 @@ fn relay_config(raw: file::Relay) -> Result<RelayConfig, Invalid> {
         65_536,
     )?;
     if max_circuits_per_peer > max_circuits {
-        return Err(invalid(
-            "relay.circuits.maxPerPeer",
-            format!(
-                "must not exceed relay.circuits.max ({max_circuits}), got {max_circuits_per_peer}"
+        // Blame the key in the file: left at its default, maxPerPeer is not
+        // what the operator wrote, a small circuits.max is.
+        return Err(match circ.max_per_peer {
+            Some(_) => invalid(
+                "relay.circuits.maxPerPeer",
+                format!(
+                    "must not exceed relay.circuits.max ({max_circuits}), got {max_circuits_per_peer}"
+                ),
             ),
-        ));
+            None => invalid(
+                "relay.circuits.max",
+                format!(
+                    "must be at least relay.circuits.maxPerPeer ({max_circuits_per_peer} by default), got {max_circuits}: raise it or set maxPerPeer too"
+                ),
+            ),
+        });
     }
     let circuit_limits = if circ.unlimited.unwrap_or(false) {
         for (key, set) in [

@@ -344,6 +344,11 @@ pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, Read
     for i in 0..10 {
         let mut b = [0u8; 1];
         s.read_exact(&mut b).await.map_err(ReadError::Io)?;
+        if i == 9 && b[0] > 1 {
+            // The tenth byte holds bit 63 alone; more would wrap the length
+            // around to a small number and frame the stream wrongly.
+            return Err(ReadError::Malformed("length prefix overflows 64 bits"));
+        }
         len |= u64::from(b[0] & 0x7f) << (7 * i);
         if b[0] & 0x80 == 0 {
             if len as usize > MAX_MESSAGE {
@@ -410,6 +415,10 @@ impl<'a> Fields<'a> {
                 .split_first()
                 .ok_or(DecodeError("truncated varint"))?;
             self.buf = rest;
+            if i == 9 && b > 1 {
+                // Bits past 63 would be dropped, decoding another number.
+                return Err(DecodeError("varint overflows 64 bits"));
+            }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(v);
@@ -533,5 +542,29 @@ mod tests {
         wire.extend(std::iter::repeat_n(0, 5000));
         let r = futures::executor::block_on(read_frame(&mut futures::io::Cursor::new(wire)));
         assert!(matches!(r, Err(ReadError::Malformed(_))));
+    }
+
+    /// 2^64 + 5 in ten bytes used to wrap to 5 and read a 5-byte frame.
+    #[test]
+    fn a_length_prefix_over_64_bits_is_refused_not_wrapped() {
+        let mut wire = vec![0x85, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+        wire.extend_from_slice(b"hello");
+        let r = futures::executor::block_on(read_frame(&mut futures::io::Cursor::new(wire)));
+        assert!(matches!(r, Err(ReadError::Malformed(_))), "{r:?}");
+    }
+
+    /// A type of 2^64 + 2 used to decode as STATUS (2).
+    #[test]
+    fn a_varint_over_64_bits_is_refused_not_wrapped() {
+        let mut buf = vec![
+            0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+        ];
+        assert_eq!(
+            HopMessage::decode(&buf),
+            Err(DecodeError("varint overflows 64 bits"))
+        );
+        // u64::MAX itself still fits: nine bytes of 7 bits and bit 63.
+        buf[1..].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(HopMessage::decode(&buf).unwrap().kind, Some(u64::MAX));
     }
 }
