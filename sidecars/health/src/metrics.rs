@@ -347,6 +347,11 @@ pub fn relay(out: &mut Exposition, status: &StatusResult, stats: &StatsResult) {
         "Events the journal holds for subscribers to resume from.",
         stats.events.journal_len,
     );
+    out.counter(
+        "bsv_p2p_log_lines_dropped_total",
+        "Log lines the relay dropped because its log reader did not keep up.",
+        stats.log.lines_dropped,
+    );
 }
 
 /// What the sidecar itself knows, written whether or not the relay answered.
