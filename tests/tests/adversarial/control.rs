@@ -4,15 +4,13 @@
 //! that tries to stop, reload or snapshot the relay (bound: the admin uids
 //! and gids).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bsv_p2p_tests::relay::relay_bin;
-use bsv_p2p_tests::{ctl, Relay, ScratchDir};
+use bsv_p2p_tests::health::{http, Health};
+use bsv_p2p_tests::{ctl, Relay};
 use serde_json::{json, Value};
 
 /// `control.maxClients`' default: what an attacker must fill.
@@ -58,63 +56,6 @@ impl Raw {
     }
 }
 
-/// `bsv-p2p-health`, beside the relay binary the tests use; killed by PID
-/// when dropped.
-struct Health {
-    child: Child,
-    port: u16,
-}
-
-impl Health {
-    fn start(socket: &Path, dir: &ScratchDir) -> Health {
-        let bin: PathBuf = relay_bin().with_file_name("bsv-p2p-health");
-        assert!(
-            bin.is_file(),
-            "{} is missing: run `cargo build --release -p bsv-p2p-health` first",
-            bin.display()
-        );
-        let port = bsv_p2p_tests::prometheus::free_port().unwrap_or_else(|e| panic!("{e}"));
-        let log = std::fs::File::create(dir.join("health.log")).expect("log file");
-        let child = Command::new(bin)
-            .arg("--socket")
-            .arg(socket)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--max-age", "0"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start bsv-p2p-health");
-        Health { child, port }
-    }
-
-    /// `GET /status`: the code and the body.
-    fn status(&self) -> Result<(u16, String), String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-        let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line in {head:?}"))?;
-        Ok((code, body.to_string()))
-    }
-}
-
-impl Drop for Health {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn idle_clients_holding_every_slot_are_closed_and_the_health_sidecar_gets_in() {
     let relay = Relay::start(json!({
@@ -136,20 +77,18 @@ fn idle_clients_holding_every_slot_are_closed_and_the_health_sidecar_gets_in() {
     let (_, refusal) = Raw::connect(&socket);
     assert_eq!(refusal["error"]["code"], -32002, "{refusal}");
 
-    let dir = ScratchDir::new("adv-control-health");
-    let health = Health::start(&socket, &dir);
+    let health = Health::start(&socket);
     // The idle clients go after IDLE; the sidecar, refused until then,
     // retries within its backoff cap; two seconds of slack for two cores.
     let bound = IDLE + HEALTH_BACKOFF_MAX + Duration::from_secs(2);
     let mut last: String;
     let served = loop {
-        match health.status() {
-            Ok((200, body)) => {
-                let status: Value = serde_json::from_str(&body).expect("/status is JSON");
-                assert_eq!(status["peerId"], peer_id.as_str(), "{body}");
+        match http(health.port, "GET", "/status", &[]) {
+            Ok(answer) if answer.code == 200 => {
+                assert_eq!(answer.json()["peerId"], peer_id.as_str(), "{}", answer.body);
                 break locked.elapsed();
             }
-            Ok((code, body)) => last = format!("{code} {body}"),
+            Ok(answer) => last = format!("{} {}", answer.code, answer.body),
             Err(e) => last = e,
         }
         assert!(
