@@ -89,18 +89,33 @@ fn wait_gone(relay: &Relay, peer: libp2p::PeerId) {
 async fn push_identify(relay: &Relay, from: u32, count: u32) -> libp2p::PeerId {
     let client = Client::start(ClientOptions::default()).await.unwrap();
     let relay_peer = client.connect(&relay.tcp_addr()).await.unwrap();
-    // The relay merges a push into what identify told it first.
-    async_std::task::sleep(Duration::from_millis(500)).await;
-    futures::stream::iter(from..from + count)
-        .for_each_concurrent(IN_FLIGHT, |i| {
-            let client = &client;
-            async move {
-                let mut s = client.open_stream(relay_peer, IDENTIFY_PUSH).await.unwrap();
-                s.write_all(&identify_push(i)).await.unwrap();
-                s.close().await.unwrap();
-            }
-        })
-        .await;
+    let mut delivered = 0u32;
+    // In chunks, reconnecting if the relay dropped the connection (on two
+    // busy cores a ping may go unanswered): the attack is the pushes.
+    for chunk in (from..from + count).step_by(1000) {
+        if !client.is_connected(relay_peer).await.unwrap() {
+            client.connect(&relay.tcp_addr()).await.unwrap();
+        }
+        // The relay merges a push into what identify told it first.
+        async_std::task::sleep(Duration::from_millis(100)).await;
+        delivered += futures::stream::iter(chunk..(chunk + 1000).min(from + count))
+            .map(|i| {
+                let client = &client;
+                async move {
+                    let mut s = client.open_stream(relay_peer, IDENTIFY_PUSH).await.ok()?;
+                    s.write_all(&identify_push(i)).await.ok()?;
+                    s.close().await.ok()
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .filter_map(|pushed| async move { pushed })
+            .count()
+            .await as u32;
+    }
+    assert!(
+        delivered >= count - count / 10,
+        "only {delivered} of {count} identify pushes went through"
+    );
     let peer = client.peer_id();
     client.disconnect(relay_peer);
     peer
