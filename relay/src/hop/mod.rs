@@ -8,7 +8,8 @@
 //! relayed connection "limited" and open a new circuit per dial), counts no
 //! bytes per circuit and has no hook for access control.
 //!
-//! The behaviour holds all state (reservations, circuits, counters) and makes
+//! The behaviour holds all state (the reservation table, `reservations.rs`;
+//! circuits; counters) and makes
 //! every decision synchronously in the swarm task. Stream I/O runs in tasks it
 //! spawns: one short task per request to read it, and one task per circuit
 //! that does the stop handshake and then relays data (see `circuit.rs`). Tasks
@@ -18,8 +19,9 @@ pub mod circuit;
 pub mod gate;
 pub mod handler;
 pub mod proto;
+pub mod reservations;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,6 +45,7 @@ use circuit::{Counters, End, Splice};
 use gate::{Gate, Refusal};
 use handler::{FromBehaviour, Handler, ToBehaviour};
 use proto::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessage};
+use reservations::{Grant, Reservations};
 
 /// How long a peer gets to send its request, and the destination its stop reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,14 +183,6 @@ impl Allowance {
     }
 }
 
-struct Slot {
-    conn: ConnectionId,
-    expires_at: Instant,
-    expires: u64,
-    created: u64,
-    renewals: u32,
-}
-
 struct Circuit {
     src: PeerId,
     dst: PeerId,
@@ -228,11 +223,7 @@ pub struct Behaviour {
     gate: Box<dyn Gate>,
     external: Vec<Multiaddr>,
     connections: HashMap<ConnectionId, Conn>,
-    reservations: HashMap<PeerId, Vec<Slot>>,
-    reservation_count: usize,
-    /// Every slot's deadline, exactly once: a renewal moves its entry, so a
-    /// peer renewing in a loop does not grow it.
-    expiries: BTreeSet<(Instant, PeerId, ConnectionId)>,
+    reservations: Reservations,
     allowances: HashMap<PeerId, Allowance>,
     expiry_timer: Delay,
     circuits: HashMap<CircuitId, Circuit>,
@@ -259,9 +250,7 @@ impl Behaviour {
             gate,
             external: Vec::new(),
             connections: HashMap::new(),
-            reservations: HashMap::new(),
-            reservation_count: 0,
-            expiries: BTreeSet::new(),
+            reservations: Reservations::default(),
             allowances: HashMap::new(),
             expiry_timer: Delay::new(EXPIRY_TICK),
             circuits: HashMap::new(),
@@ -287,7 +276,7 @@ impl Behaviour {
     }
 
     pub fn reservation_count(&self) -> usize {
-        self.reservation_count
+        self.reservations.len()
     }
 
     /// Circuits established or being set up.
@@ -300,20 +289,16 @@ impl Behaviour {
     }
 
     pub fn reservations(&self) -> Vec<ReservationInfo> {
-        let mut out: Vec<ReservationInfo> = self
-            .reservations
-            .iter()
-            .flat_map(|(peer, slots)| {
-                slots.iter().map(|s| ReservationInfo {
-                    peer: *peer,
-                    expires: s.expires,
-                    created: s.created,
-                    renewals: s.renewals,
-                })
+        self.reservations
+            .all()
+            .into_iter()
+            .map(|(peer, s)| ReservationInfo {
+                peer,
+                expires: s.expires,
+                created: s.created,
+                renewals: s.renewals,
             })
-            .collect();
-        out.sort_by_key(|r| r.created);
-        out
+            .collect()
     }
 
     pub fn config(&self) -> &Config {
@@ -444,16 +429,13 @@ impl Behaviour {
         } else {
             self.gate.reserve(&peer, &c.remote)
         };
-        let held = self.reservations.get(&peer).map_or(0, Vec::len);
-        let renewal = self
-            .reservations
-            .get(&peer)
-            .is_some_and(|slots| slots.iter().any(|s| s.conn == conn));
+        let held = self.reservations.held_by(&peer);
+        let renewal = self.reservations.holds(&peer, conn);
         let decision = decision.and_then(|()| {
             if renewal {
                 return Ok(());
             }
-            if self.reservation_count >= self.config.max_reservations {
+            if self.reservations.len() >= self.config.max_reservations {
                 return Err(Refusal::ReservationsFull);
             }
             if held >= self.config.max_reservations_per_peer {
@@ -467,28 +449,16 @@ impl Behaviour {
             return;
         }
 
-        let ttl = self.config.reservation_ttl;
-        let now = unix_now();
-        let expires = now + ttl.as_secs();
-        let expires_at = Instant::now() + ttl;
-        let slots = self.reservations.entry(peer).or_default();
-        match slots.iter_mut().find(|s| s.conn == conn) {
-            Some(slot) => {
-                self.expiries.remove(&(slot.expires_at, peer, conn));
-                slot.expires = expires;
-                slot.expires_at = expires_at;
-                slot.renewals += 1;
-                self.stats.reservations_renewed += 1;
-            }
-            None => {
-                slots.push(Slot {
-                    conn,
-                    expires_at,
-                    expires,
-                    created: now,
-                    renewals: 0,
-                });
-                self.reservation_count += 1;
+        let (grant, expires) = self.reservations.grant(
+            peer,
+            conn,
+            self.config.reservation_ttl,
+            Instant::now(),
+            unix_now(),
+        );
+        match grant {
+            Grant::Renewed => self.stats.reservations_renewed += 1,
+            Grant::Created => {
                 self.stats.reservations_created += 1;
                 self.queue.push_back(ToSwarm::NotifyHandler {
                     peer_id: peer,
@@ -497,7 +467,6 @@ impl Behaviour {
                 });
             }
         }
-        self.expiries.insert((expires_at, peer, conn));
 
         let addrs: Vec<Vec<u8>> = self.relay_addrs().iter().map(|a| a.to_vec()).collect();
         let voucher = proto::encode_voucher(&self.local.to_bytes(), &peer.to_bytes(), expires);
@@ -550,8 +519,7 @@ impl Behaviour {
             let dst = dst.expect("checked above");
             let slot = self
                 .reservations
-                .get(&dst)
-                .and_then(|slots| slots.iter().max_by_key(|s| s.expires_at))
+                .latest(&dst)
                 .ok_or(Refusal::NoReservation)?;
             let per_peer = |p: &PeerId| self.circuits_per_peer.get(p).copied().unwrap_or(0);
             if self.circuits.len() >= self.config.max_circuits {
@@ -738,23 +706,7 @@ impl Behaviour {
     }
 
     fn expire(&mut self) {
-        let now = Instant::now();
-        while let Some(&(at, peer, conn)) = self.expiries.first() {
-            if at > now {
-                break;
-            }
-            self.expiries.pop_first();
-            let Some(slots) = self.reservations.get_mut(&peer) else {
-                continue;
-            };
-            let Some(i) = slots.iter().position(|s| s.conn == conn) else {
-                continue;
-            };
-            slots.swap_remove(i);
-            if slots.is_empty() {
-                self.reservations.remove(&peer);
-            }
-            self.reservation_count -= 1;
+        for (peer, conn) in self.reservations.expire(Instant::now()) {
             self.stats.reservations_expired += 1;
             self.queue.push_back(ToSwarm::NotifyHandler {
                 peer_id: peer,
@@ -776,28 +728,12 @@ impl Behaviour {
                 self.allowances.remove(&peer);
             }
         }
-        if let Some(slots) = self.reservations.get_mut(&peer) {
-            let before = slots.len();
-            let expiries = &mut self.expiries;
-            slots.retain(|s| {
-                let keep = s.conn != conn;
-                if !keep {
-                    expiries.remove(&(s.expires_at, peer, conn));
-                }
-                keep
+        if self.reservations.close(peer, conn) {
+            self.stats.reservations_closed += 1;
+            self.emit(Event::ReservationEnded {
+                peer,
+                reason: "disconnected",
             });
-            let dropped = before - slots.len();
-            if slots.is_empty() {
-                self.reservations.remove(&peer);
-            }
-            if dropped > 0 {
-                self.reservation_count -= dropped;
-                self.stats.reservations_closed += dropped as u64;
-                self.emit(Event::ReservationEnded {
-                    peer,
-                    reason: "disconnected",
-                });
-            }
         }
         let waiting_on_conn: Vec<CircuitId> = self
             .circuits
