@@ -8,12 +8,12 @@
 //! relayed connection "limited" and open a new circuit per dial), counts no
 //! bytes per circuit and has no hook for access control.
 //!
-//! The behaviour holds all state (the reservation table, `reservations.rs`;
-//! circuits; counters) and makes
-//! every decision synchronously in the swarm task. Stream I/O runs in tasks it
-//! spawns: one short task per request to read it, and one task per circuit
-//! that does the stop handshake and then relays data (see `circuit.rs`). Tasks
-//! report back over one channel; nothing on the data path touches the swarm.
+//! The behaviour holds all state (the reservation table in `reservations.rs`,
+//! circuits, counters) and makes every decision synchronously in the swarm
+//! task. Stream I/O runs in tasks it spawns: one short task per request to
+//! read it, and one task per circuit that does the stop handshake and then
+//! relays data (see `circuit.rs`). Tasks report back over one channel;
+//! nothing on the data path touches the swarm.
 
 pub mod circuit;
 pub mod gate;
