@@ -581,41 +581,25 @@ impl Behaviour {
         let limit = self.limit();
         let data = self.config.circuit_data;
         let duration = self.config.circuit_duration;
-        let reports = self.reports_tx.clone();
-        let shutdown = self.stop.clone();
-        async_std::task::spawn(async move {
-            let mut src_stream = src_stream;
-            let mut stop = stop;
-            let accepted =
-                async_std::future::timeout(REQUEST_TIMEOUT, stop_handshake(&mut stop, src, limit))
-                    .await
-                    .unwrap_or(false);
-            if !accepted {
-                let msg = HopMessage::status(Status::ConnectionFailed).encode();
-                answer_and_close(src_stream, msg).await;
-                let _ = reports.unbounded_send(Report::StopRefused(id));
-                return;
-            }
-            let ok = HopMessage {
-                kind: Some(hop_type::STATUS),
+        async_std::task::spawn(run_circuit(
+            CircuitTask {
+                id,
+                src,
+                src_stream,
+                stop,
                 limit,
-                status: Some(Status::Ok as u64),
-                ..Default::default()
-            }
-            .encode();
-            if proto::write_frame(&mut src_stream, &ok).await.is_err() {
-                let _ = reports.unbounded_send(Report::Ended(id, End::Reset));
-                return;
-            }
-            let _ = reports.unbounded_send(Report::Established(id));
-            let stop_signal = futures::future::select(
-                shutdown.map(|_| End::Shutdown),
-                disconnect_rx.map(|_| End::Disconnected),
-            )
-            .map(|either| either.factor_first().0);
-            let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal).await;
-            let _ = reports.unbounded_send(Report::Ended(id, end));
-        });
+                data,
+                duration,
+                counters,
+                stop_signal: futures::future::select(
+                    self.stop.clone().map(|_| End::Shutdown),
+                    disconnect_rx.map(|_| End::Disconnected),
+                )
+                .map(|either| either.factor_first().0)
+                .boxed(),
+            },
+            self.reports_tx.clone(),
+        ));
     }
 
     /// Takes one request from the peer's allowance.
@@ -778,6 +762,83 @@ impl Behaviour {
     }
 }
 
+/// Reads one hop request off a new stream, within [`REQUEST_TIMEOUT`], and
+/// hands it to the behaviour with the stream to answer on.
+async fn read_request(
+    peer: PeerId,
+    conn: ConnectionId,
+    mut stream: Stream,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    let msg =
+        match async_std::future::timeout(REQUEST_TIMEOUT, proto::read_frame(&mut stream)).await {
+            Ok(Ok(bytes)) => HopMessage::decode(&bytes).map_err(|e| ReadError::Malformed(e.0)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ReadError::Io(std::io::ErrorKind::TimedOut.into())),
+        };
+    let _ = reports.unbounded_send(Report::Request(Box::new(Request {
+        peer,
+        conn,
+        stream,
+        msg,
+    })));
+}
+
+/// What one circuit's task needs once the destination took the stop stream.
+struct CircuitTask {
+    id: CircuitId,
+    src: PeerId,
+    src_stream: Stream,
+    stop: Stream,
+    limit: Option<Limit>,
+    data: Option<u64>,
+    duration: Option<Duration>,
+    counters: Arc<Counters>,
+    /// Fires when the relay stops or a side's connection closes.
+    stop_signal: futures::future::BoxFuture<'static, End>,
+}
+
+/// One circuit from the stop handshake to its end: asks the destination,
+/// answers the source, relays both ways within the limits, and reports each
+/// step to the behaviour.
+async fn run_circuit(task: CircuitTask, reports: mpsc::UnboundedSender<Report>) {
+    let CircuitTask {
+        id,
+        src,
+        mut src_stream,
+        mut stop,
+        limit,
+        data,
+        duration,
+        counters,
+        stop_signal,
+    } = task;
+    let accepted =
+        async_std::future::timeout(REQUEST_TIMEOUT, stop_handshake(&mut stop, src, limit))
+            .await
+            .unwrap_or(false);
+    if !accepted {
+        let msg = HopMessage::status(Status::ConnectionFailed).encode();
+        answer_and_close(src_stream, msg).await;
+        let _ = reports.unbounded_send(Report::StopRefused(id));
+        return;
+    }
+    let ok = HopMessage {
+        kind: Some(hop_type::STATUS),
+        limit,
+        status: Some(Status::Ok as u64),
+        ..Default::default()
+    }
+    .encode();
+    if proto::write_frame(&mut src_stream, &ok).await.is_err() {
+        let _ = reports.unbounded_send(Report::Ended(id, End::Reset));
+        return;
+    }
+    let _ = reports.unbounded_send(Report::Established(id));
+    let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal).await;
+    let _ = reports.unbounded_send(Report::Ended(id, end));
+}
+
 /// Writes the last message of a hop exchange and closes the stream with a
 /// FIN, within [`REQUEST_TIMEOUT`]. Dropping the stream instead would put a
 /// reset right behind the message, and a peer that handles the reset first
@@ -881,28 +942,7 @@ impl NetworkBehaviour for Behaviour {
     ) {
         match event {
             ToBehaviour::HopStream(stream) => {
-                let reports = self.reports_tx.clone();
-                async_std::task::spawn(async move {
-                    let mut stream = stream;
-                    let msg = match async_std::future::timeout(
-                        REQUEST_TIMEOUT,
-                        proto::read_frame(&mut stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(bytes)) => {
-                            HopMessage::decode(&bytes).map_err(|e| ReadError::Malformed(e.0))
-                        }
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err(ReadError::Io(std::io::ErrorKind::TimedOut.into())),
-                    };
-                    let _ = reports.unbounded_send(Report::Request(Box::new(Request {
-                        peer,
-                        conn,
-                        stream,
-                        msg,
-                    })));
-                });
+                async_std::task::spawn(read_request(peer, conn, stream, self.reports_tx.clone()));
             }
             ToBehaviour::StopStream(id, stream) => self.on_stop_stream(id, stream),
             ToBehaviour::StopFailed(id, error) => {
