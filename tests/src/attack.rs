@@ -28,6 +28,16 @@ pub struct ControlLine {
 impl ControlLine {
     /// Connects and reads the greeting.
     pub fn connect(socket: &Path, timeout: Duration) -> Result<ControlLine, String> {
+        let (line, greeting) = ControlLine::open(socket, timeout)?;
+        if greeting["method"] != "hello" {
+            return Err(format!("expected the greeting, got {greeting}"));
+        }
+        Ok(line)
+    }
+
+    /// Connects and reads the first line, whatever it is: the greeting, or
+    /// the refusal of a client over the cap.
+    pub fn open(socket: &Path, timeout: Duration) -> Result<(ControlLine, Value), String> {
         let stream = UnixStream::connect(socket)
             .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
         stream
@@ -40,11 +50,17 @@ impl ControlLine {
             writer,
             next_id: 1,
         };
-        let greeting = line.read()?;
-        if greeting["method"] != "hello" {
-            return Err(format!("expected the greeting, got {greeting}"));
-        }
-        Ok(line)
+        let first = line.read()?;
+        Ok((line, first))
+    }
+
+    /// Writes `line` as it is (a request written by hand) and reads the
+    /// next line.
+    pub fn send(&mut self, line: &str) -> Result<Value, String> {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| format!("cannot write: {e}"))?;
+        self.read()
     }
 
     /// Calls `method`; its whole response and how long it took.
@@ -68,10 +84,18 @@ impl ControlLine {
 
     /// The next line the relay sends (an event notification, once subscribed).
     pub fn read(&mut self) -> Result<Value, String> {
+        self.next_line()?
+            .ok_or_else(|| "the relay closed the control connection".into())
+    }
+
+    /// The next line, or `None` once the relay has closed the connection.
+    pub fn next_line(&mut self) -> Result<Option<Value>, String> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => Err("the relay closed the control connection".into()),
-            Ok(_) => serde_json::from_str(&line).map_err(|e| format!("{e}: {line}")),
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| format!("{e}: {line}")),
             Err(e) => Err(format!("no answer: {e}")),
         }
     }

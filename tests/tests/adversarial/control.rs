@@ -4,11 +4,10 @@
 //! that tries to stop, reload or snapshot the relay (bound: the admin uids
 //! and gids).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bsv_p2p_tests::attack::ControlLine;
 use bsv_p2p_tests::health::{http, Health};
 use bsv_p2p_tests::{ctl, Relay};
 use serde_json::{json, Value};
@@ -22,38 +21,9 @@ const HEALTH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Bound on one line from the relay, and on the ctl runs.
 const T: Duration = Duration::from_secs(30);
 
-/// A control client speaking raw lines over a std socket.
-struct Raw {
-    stream: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Raw {
-    /// Connects and reads the first line (the greeting, or a refusal).
-    fn connect(socket: &Path) -> (Raw, Value) {
-        let stream = UnixStream::connect(socket).expect("connect to the control socket");
-        stream.set_read_timeout(Some(T)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut raw = Raw { stream, reader };
-        let first = raw.read().expect("a first line");
-        (raw, first)
-    }
-
-    /// The next line as JSON; None at EOF.
-    fn read(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => None,
-            Ok(_) => Some(serde_json::from_str(&line).expect("the relay sends JSON lines")),
-            Err(e) => panic!("no line from the relay within {T:?}: {e}"),
-        }
-    }
-
-    fn call(&mut self, line: &str) -> Value {
-        self.stream.write_all(line.as_bytes()).unwrap();
-        self.stream.write_all(b"\n").unwrap();
-        self.read().expect("a reply")
-    }
+/// Connects and reads the first line (the greeting, or a refusal).
+fn open(socket: &Path) -> (ControlLine, Value) {
+    ControlLine::open(socket, T).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -66,15 +36,15 @@ fn idle_clients_holding_every_slot_are_closed_and_the_health_sidecar_gets_in() {
     let peer_id = relay.peer_id().to_string();
 
     let locked = Instant::now();
-    let mut idle: Vec<Raw> = (0..MAX_CLIENTS)
+    let mut idle: Vec<ControlLine> = (0..MAX_CLIENTS)
         .map(|i| {
-            let (raw, greeting) = Raw::connect(&socket);
+            let (raw, greeting) = open(&socket);
             assert_eq!(greeting["method"], "hello", "idle client {i}: {greeting}");
             raw
         })
         .collect();
     // Every slot is taken: one more is turned away.
-    let (_, refusal) = Raw::connect(&socket);
+    let (_, refusal) = open(&socket);
     assert_eq!(refusal["error"]["code"], -32002, "{refusal}");
 
     let health = Health::start(&socket);
@@ -107,11 +77,13 @@ fn idle_clients_holding_every_slot_are_closed_and_the_health_sidecar_gets_in() {
 
     // Each idle client was told why before being closed.
     for (i, raw) in idle.iter_mut().enumerate() {
-        let bye = raw.read().expect("a goodbye before the close");
+        let bye = raw
+            .read()
+            .unwrap_or_else(|e| panic!("a goodbye before the close: {e}"));
         assert_eq!(bye["id"], Value::Null, "idle client {i}: {bye}");
         assert_eq!(bye["error"]["code"], -32007, "idle client {i}: {bye}");
         assert_eq!(bye["error"]["data"]["idleTimeoutMs"], 2000, "{bye}");
-        assert_eq!(raw.read(), None, "idle client {i} is closed");
+        assert_eq!(raw.next_line(), Ok(None), "idle client {i} is closed");
     }
     let status = relay.ctl(&["status"]);
     assert_eq!(status["peerId"], peer_id.as_str());
@@ -165,10 +137,11 @@ fn a_read_only_client_cannot_stop_reload_or_snapshot_the_relay() {
     assert!(!snapshot.exists(), "the refused snapshot wrote nothing");
 
     // The same on the wire, with the role in the greeting.
-    let (mut raw, greeting) = Raw::connect(&socket);
+    let (mut raw, greeting) = open(&socket);
     assert_eq!(greeting["params"]["role"], "read-only", "{greeting}");
-    let reply =
-        raw.call(r#"{"jsonrpc":"2.0","id":1,"method":"shutdown","params":{"drain":false}}"#);
+    let reply = raw
+        .send(r#"{"jsonrpc":"2.0","id":1,"method":"shutdown","params":{"drain":false}}"#)
+        .unwrap();
     assert_eq!(reply["error"]["code"], -32006, "{reply}");
     assert_eq!(
         reply["error"]["data"],
@@ -200,14 +173,16 @@ fn a_read_only_client_cannot_stop_reload_or_snapshot_the_relay() {
     // The relay is still running and answers, on the raw connection too.
     let status = relay.ctl(&["status"]);
     assert_eq!(status["peerId"], relay.peer_id().to_string());
-    let reply = raw.call(r#"{"jsonrpc":"2.0","id":2,"method":"status"}"#);
+    let reply = raw
+        .send(r#"{"jsonrpc":"2.0","id":2,"method":"status"}"#)
+        .unwrap();
     assert_eq!(reply["result"]["peerId"], relay.peer_id().to_string());
 }
 
 #[test]
 fn with_the_default_admins_our_own_uid_may_shut_the_relay_down() {
     let mut relay = Relay::start(json!({ "mode": "relay" }));
-    let (_, greeting) = Raw::connect(&relay.socket());
+    let (_, greeting) = open(&relay.socket());
     assert_eq!(greeting["params"]["role"], "admin", "{greeting}");
     let done = ctl::run(&relay.socket(), &["shutdown"], T).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
