@@ -13,7 +13,7 @@ use libp2p::{
     autonat, connection_limits, gossipsub, identify, noise, tcp, websocket, yamux, PeerId,
 };
 
-use crate::config::Config;
+use crate::config::RelayConfig;
 use crate::{hop, ping};
 
 /// Protocol version announced through identify, as go and js nodes do.
@@ -64,7 +64,7 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, config: &Config) -> Result<Self, String> {
+    pub fn new(key: &Keypair, config: &RelayConfig) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
 
         let limits = connection_limits::ConnectionLimits::default()
@@ -72,7 +72,7 @@ impl Behaviour {
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
             .with_max_pending_incoming(Some(config.max_pending_incoming));
 
-        let hop = config.relay.hop.then(|| {
+        let hop = config.relay.enabled.then(|| {
             let r = &config.relay;
             hop::Behaviour::new(
                 key.clone(),

@@ -13,7 +13,7 @@ use proto::{CircuitEnd, DenialReason, Direction, EventKind, Timestamp, Transport
 use sha2::{Digest, Sha256};
 
 use crate::behaviour::Behaviour;
-use crate::config::Config;
+use crate::config::RelayConfig;
 use crate::hop::{self, gate::Refusal};
 use crate::journal::Journal;
 use crate::ledger::{self, Ledger};
@@ -23,7 +23,7 @@ use crate::{process, snapshot};
 pub struct Context<'a> {
     pub peer_id: PeerId,
     pub started: SystemTime,
-    pub config: &'a Config,
+    pub config: &'a RelayConfig,
     pub ledger: &'a Ledger,
     pub listen: &'a [Multiaddr],
     pub journal: &'a Journal,

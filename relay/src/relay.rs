@@ -17,7 +17,7 @@ use libp2p::{noise, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
 use bsv_p2p_proto as proto;
 
 use crate::behaviour::{websocket_transport, yamux_config, Behaviour, BehaviourEvent};
-use crate::config::Config;
+use crate::config::RelayConfig;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::{control, data_dir, hop, identity, snapshot};
@@ -26,7 +26,7 @@ use crate::{control, data_dir, hop, identity, snapshot};
 /// reservation, circuit or gossip) before the relay closes it.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(config: RelayConfig) -> Result<(), String> {
     if let Some(warning) = data_dir::prepare(&config.data_dir)? {
         log::warn!(event = "data_dir_permissions", path = config.data_dir.display().to_string().as_str(); "{warning}");
     }
@@ -72,7 +72,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         version = env!("CARGO_PKG_VERSION"),
         config = config.source.as_str(),
         dataDir = config.data_dir.display().to_string().as_str(),
-        hop = config.relay.hop,
+        hop = config.relay.enabled,
         maxReservations = config.relay.max_reservations as u64,
         ttl = config.relay.reservation_ttl.as_secs();
         "relay started with peer ID {peer_id}"
@@ -172,7 +172,7 @@ struct Serving {
     feed: proto::Feed,
     journal: Arc<Journal>,
     started: SystemTime,
-    config: Config,
+    config: RelayConfig,
     /// The private key's encoding, for snapshots.
     identity: Vec<u8>,
     /// Where a snapshot may never be written.

@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bsv_p2p_relay::config::{self, Config, ConfigError, Overrides};
+use bsv_p2p_relay::config::{self, ConfigError, Overrides, RelayConfig};
 use bsv_p2p_relay::hop::proto::{
     decode_voucher, encode_voucher, read_frame, write_frame, HopMessage, Limit, Peer, ReadError,
     Reservation, StopMessage, MAX_MESSAGE,
@@ -466,7 +466,7 @@ proptest! {
 
 /// Every numeric key: its path, the accepted range, and where its value
 /// lands in `Config` (in the file's unit), if it lands anywhere.
-type Extract = fn(&Config) -> Option<u64>;
+type Extract = fn(&RelayConfig) -> Option<u64>;
 
 const NUMERIC: &[(&str, u64, u64, Option<Extract>)] = &[
     ("relay.advertise.ttl", 1_000, 86_400_000, None),
@@ -804,12 +804,12 @@ fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     Some(here)
 }
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+fn parse(text: &str) -> Result<RelayConfig, ConfigError> {
     config::parse("relay-config.json", text, &Overrides::default())
 }
 
 /// What every config the parser accepts must satisfy, whatever it was given.
-fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
+fn check_invariants(c: &RelayConfig) -> Result<(), TestCaseError> {
     prop_assert!(!c.listen.is_empty());
     prop_assert!(c.max_connections >= 1);
     prop_assert!(c.relay.max_circuits_per_peer <= c.relay.max_circuits);
