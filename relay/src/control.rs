@@ -3,18 +3,18 @@
 //! relay observes into journal events. Every answer is built from state the
 //! swarm loop already keeps, so answering never waits on the network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bsv_p2p_proto as proto;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use proto::{CircuitEnd, DenialReason, Direction, EventKind, Timestamp, Transport};
+use proto::{CircuitEnd, DenialReason, EventKind, Timestamp, Transport};
 use sha2::{Digest, Sha256};
 
 use crate::behaviour::Behaviour;
 use crate::config::RelayConfig;
-use crate::hop::{self, gate::Refusal};
+use crate::hop::{self, circuit::End, gate::Refusal};
 use crate::journal::Journal;
 use crate::ledger::{self, Ledger};
 use crate::{process, snapshot};
@@ -62,8 +62,8 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
     let mut by_direction = BTreeMap::new();
     let mut by_transport = BTreeMap::new();
     for ((d, t), n) in cx.ledger.count_by() {
-        *by_direction.entry(direction(d)).or_default() += n;
-        *by_transport.entry(transport(t)).or_default() += n;
+        *by_direction.entry(d).or_default() += n;
+        *by_transport.entry(Transport::from(t)).or_default() += n;
     }
     let usage = process::usage();
     proto::StatsResult {
@@ -144,8 +144,8 @@ pub fn peers(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::PeersResult {
                 connections: conns
                     .into_iter()
                     .map(|c| proto::PeerConnection {
-                        direction: direction(c.direction),
-                        transport: transport(c.transport),
+                        direction: c.direction,
+                        transport: Transport::from(c.transport),
                         remote_addr: c.remote.to_string(),
                         opened_at: Timestamp::from_unix_millis(c.opened_unix_ms),
                     })
@@ -294,17 +294,15 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
         }
         ReservationDenied { peer, refusal } => EventKind::ReservationDenied {
             peer_id: peer.to_string(),
-            reason: reason(*refusal),
+            reason: DenialReason::from(*refusal),
         },
-        ReservationEnded { peer, reason } if *reason == "expired" => {
-            EventKind::ReservationExpired {
-                peer_id: peer.to_string(),
-                reason: Some(reason.to_string()),
-            }
-        }
-        ReservationEnded { peer, reason } => EventKind::ReservationClosed {
+        ReservationExpired { peer } => EventKind::ReservationExpired {
             peer_id: peer.to_string(),
-            reason: Some(reason.to_string()),
+            reason: Some("expired".to_string()),
+        },
+        ReservationClosed { peer } => EventKind::ReservationClosed {
+            peer_id: peer.to_string(),
+            reason: Some("disconnected".to_string()),
         },
         CircuitOpened { id, src, dst } => EventKind::CircuitOpened {
             circuit_id: *id,
@@ -314,7 +312,7 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
         CircuitDenied { src, dst, refusal } => EventKind::CircuitDenied {
             src: src.to_string(),
             dst: dst.map(|d| d.to_string()),
-            reason: reason(*refusal),
+            reason: DenialReason::from(*refusal),
         },
         CircuitClosed(c) => EventKind::CircuitClosed {
             circuit_id: c.id,
@@ -327,7 +325,7 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
         },
         RequestDenied { peer, refusal } => EventKind::RequestDenied {
             peer_id: peer.to_string(),
-            reason: reason(*refusal),
+            reason: DenialReason::from(*refusal),
         },
     }
 }
@@ -335,8 +333,8 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
 pub fn connection_opened(c: &ledger::Connection) -> EventKind {
     EventKind::ConnectionOpened {
         peer_id: c.peer.to_string(),
-        direction: direction(c.direction),
-        transport: transport(c.transport),
+        direction: c.direction,
+        transport: Transport::from(c.transport),
         remote_addr: c.remote.to_string(),
     }
 }
@@ -344,31 +342,60 @@ pub fn connection_opened(c: &ledger::Connection) -> EventKind {
 pub fn connection_closed(c: &ledger::Connection, cause: Option<String>) -> EventKind {
     EventKind::ConnectionClosed {
         peer_id: c.peer.to_string(),
-        transport: transport(c.transport),
+        transport: Transport::from(c.transport),
         cause,
         duration_ms: millis(c.opened_at.elapsed()),
     }
 }
 
-fn reason(r: Refusal) -> DenialReason {
-    DenialReason::from(r.as_str())
-}
-
-fn reasons(m: &std::collections::HashMap<&'static str, u64>) -> BTreeMap<DenialReason, u64> {
+fn reasons(m: &HashMap<Refusal, u64>) -> BTreeMap<DenialReason, u64> {
     m.iter()
         .map(|(k, v)| (DenialReason::from(*k), *v))
         .collect()
 }
 
-fn direction(d: ledger::Direction) -> Direction {
-    match d {
-        ledger::Direction::Inbound => Direction::Inbound,
-        ledger::Direction::Outbound => Direction::Outbound,
+impl From<ledger::Transport> for Transport {
+    fn from(t: ledger::Transport) -> Self {
+        match t {
+            ledger::Transport::Tcp => Self::Tcp,
+            ledger::Transport::Websocket => Self::Websocket,
+        }
     }
 }
 
-fn transport(t: ledger::Transport) -> Transport {
-    Transport::from(t.as_str())
+/// The contract's word for each refusal: a match, so that a new refusal
+/// does not compile until it has one.
+impl From<Refusal> for DenialReason {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::RelayedConnection => Self::RelayedConnection,
+            Refusal::AccessDenied => Self::AccessDenied,
+            Refusal::RateLimited => Self::RateLimited,
+            Refusal::ReservationsFull => Self::ReservationsFull,
+            Refusal::PeerReservationsFull => Self::PeerReservationsFull,
+            Refusal::CircuitsFull => Self::CircuitsFull,
+            Refusal::PeerCircuitsFull => Self::PeerCircuitsFull,
+            Refusal::NoReservation => Self::NoReservation,
+            Refusal::SelfCircuit => Self::SelfCircuit,
+            Refusal::ConnectionFailed => Self::ConnectionFailed,
+            Refusal::Malformed => Self::MalformedMessage,
+            Refusal::Unexpected => Self::UnexpectedMessage,
+        }
+    }
+}
+
+/// The contract's word for why a circuit ended.
+impl From<End> for CircuitEnd {
+    fn from(e: End) -> Self {
+        match e {
+            End::Done => Self::Done,
+            End::DataLimit => Self::DataLimit,
+            End::DurationLimit => Self::DurationLimit,
+            End::Reset => Self::Reset,
+            End::Shutdown => Self::Shutdown,
+            End::Disconnected => Self::Disconnected,
+        }
+    }
 }
 
 fn millis(d: Duration) -> u64 {

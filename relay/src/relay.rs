@@ -342,7 +342,7 @@ impl Serving {
                     event = "connection_opened",
                     peerId = peer_id.to_string().as_str(),
                     direction = c.direction.as_str(),
-                    transport = c.transport.as_str(),
+                    transport = proto::Transport::from(c.transport).as_str(),
                     address = c.remote.to_string().as_str(),
                     connections = u64::from(num_established.get());
                     ""
@@ -435,22 +435,22 @@ impl Serving {
                 log::info!(event = kind, peerId = peer.to_string().as_str(), ttl = self.ttl_secs, expires = expires; "");
             }
             ReservationDenied { peer, refusal } => {
-                log::info!(event = "reservation_denied", peerId = peer.to_string().as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
+                let reason = proto::DenialReason::from(refusal);
+                log::info!(event = "reservation_denied", peerId = peer.to_string().as_str(), reason = reason.as_str(), status = refusal.status().as_str(); "");
             }
-            ReservationEnded { peer, reason } => {
-                let kind = if reason == "expired" {
-                    "reservation_expired"
-                } else {
-                    "reservation_closed"
-                };
-                log::info!(event = kind, peerId = peer.to_string().as_str(), reason = reason; "");
+            ReservationExpired { peer } => {
+                log::info!(event = "reservation_expired", peerId = peer.to_string().as_str(), reason = "expired"; "");
+            }
+            ReservationClosed { peer } => {
+                log::info!(event = "reservation_closed", peerId = peer.to_string().as_str(), reason = "disconnected"; "");
             }
             CircuitOpened { id, src, dst } => {
                 log::info!(event = "circuit_opened", circuitId = id, src = src.to_string().as_str(), dst = dst.to_string().as_str(); "");
             }
             CircuitDenied { src, dst, refusal } => {
                 let dst = dst.map(|d| d.to_string()).unwrap_or_default();
-                log::info!(event = "circuit_denied", src = src.to_string().as_str(), dst = dst.as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
+                let reason = proto::DenialReason::from(refusal);
+                log::info!(event = "circuit_denied", src = src.to_string().as_str(), dst = dst.as_str(), reason = reason.as_str(), status = refusal.status().as_str(); "");
             }
             CircuitClosed(c) => {
                 log::info!(
@@ -461,12 +461,13 @@ impl Serving {
                     bytesSrcToDst = c.bytes_src_to_dst,
                     bytesDstToSrc = c.bytes_dst_to_src,
                     durationMs = c.duration.as_millis() as u64,
-                    reason = c.reason;
+                    reason = proto::CircuitEnd::from(c.reason).as_str();
                     ""
                 );
             }
             RequestDenied { peer, refusal } => {
-                log::info!(event = "request_denied", peerId = peer.to_string().as_str(), reason = refusal.as_str(), status = refusal.status().as_str(); "");
+                let reason = proto::DenialReason::from(refusal);
+                log::info!(event = "request_denied", peerId = peer.to_string().as_str(), reason = reason.as_str(), status = refusal.status().as_str(); "");
             }
         }
     }

@@ -29,8 +29,9 @@ pub struct Counters {
     pub dst_to_src: AtomicU64,
 }
 
-/// Why a circuit ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a circuit ended; its word on the control socket and in logs is
+/// `proto::CircuitEnd`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum End {
     /// Both sides closed their writing half.
     Done,
@@ -42,19 +43,6 @@ pub enum End {
     Shutdown,
     /// The source's or the destination's connection to the relay closed.
     Disconnected,
-}
-
-impl End {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Done => "done",
-            Self::DataLimit => "data_limit",
-            Self::DurationLimit => "duration_limit",
-            Self::Reset => "reset",
-            Self::Shutdown => "shutdown",
-            Self::Disconnected => "disconnected",
-        }
-    }
 }
 
 struct Direction {

@@ -52,23 +52,6 @@ impl Refusal {
             Self::Unexpected => Status::UnexpectedMessage,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RelayedConnection => "relayed_connection",
-            Self::AccessDenied => "access_denied",
-            Self::RateLimited => "rate_limited",
-            Self::ReservationsFull => "reservations_full",
-            Self::PeerReservationsFull => "peer_reservations_full",
-            Self::CircuitsFull => "circuits_full",
-            Self::PeerCircuitsFull => "peer_circuits_full",
-            Self::NoReservation => "no_reservation",
-            Self::SelfCircuit => "self_circuit",
-            Self::ConnectionFailed => "connection_failed",
-            Self::Malformed => "malformed_message",
-            Self::Unexpected => "unexpected_message",
-        }
-    }
 }
 
 /// Policy consulted for every reserve and connect request.

@@ -81,9 +81,13 @@ pub enum Event {
         peer: PeerId,
         refusal: Refusal,
     },
-    ReservationEnded {
+    /// The reservation ran out without a renewal.
+    ReservationExpired {
         peer: PeerId,
-        reason: &'static str,
+    },
+    /// The connection the reservation was made on closed.
+    ReservationClosed {
+        peer: PeerId,
     },
     CircuitOpened {
         id: CircuitId,
@@ -111,7 +115,7 @@ pub struct ClosedCircuit {
     pub bytes_src_to_dst: u64,
     pub bytes_dst_to_src: u64,
     pub duration: Duration,
-    pub reason: &'static str,
+    pub reason: End,
 }
 
 /// Running totals since start.
@@ -128,10 +132,10 @@ pub struct Stats {
     pub bytes_src_to_dst: u64,
     pub bytes_dst_to_src: u64,
     /// Every refusal by reason, and the same split by what was refused.
-    pub denials: HashMap<&'static str, u64>,
-    pub reservations_denied: HashMap<&'static str, u64>,
-    pub circuits_denied: HashMap<&'static str, u64>,
-    pub circuits_closed_by: HashMap<&'static str, u64>,
+    pub denials: HashMap<Refusal, u64>,
+    pub reservations_denied: HashMap<Refusal, u64>,
+    pub circuits_denied: HashMap<Refusal, u64>,
+    pub circuits_closed_by: HashMap<End, u64>,
 }
 
 /// A reservation as the control socket shows it.
@@ -682,7 +686,7 @@ impl Behaviour {
                         bytes_src_to_dst: up,
                         bytes_dst_to_src: down,
                         duration: c.opened_at.elapsed(),
-                        reason: end.as_str(),
+                        reason: end,
                     }));
                 }
             }
@@ -697,10 +701,7 @@ impl Behaviour {
                 handler: NotifyHandler::One(conn),
                 event: FromBehaviour::Reserved(false),
             });
-            self.emit(Event::ReservationEnded {
-                peer,
-                reason: "expired",
-            });
+            self.emit(Event::ReservationExpired { peer });
         }
     }
 
@@ -714,10 +715,7 @@ impl Behaviour {
         }
         if self.reservations.close(peer, conn) {
             self.stats.reservations_closed += 1;
-            self.emit(Event::ReservationEnded {
-                peer,
-                reason: "disconnected",
-            });
+            self.emit(Event::ReservationClosed { peer });
         }
         let waiting_on_conn: Vec<CircuitId> = self
             .circuits
@@ -745,15 +743,15 @@ impl Behaviour {
         let s = &mut self.stats;
         match &event {
             Event::ReservationDenied { refusal, .. } => {
-                *s.denials.entry(refusal.as_str()).or_default() += 1;
-                *s.reservations_denied.entry(refusal.as_str()).or_default() += 1;
+                *s.denials.entry(*refusal).or_default() += 1;
+                *s.reservations_denied.entry(*refusal).or_default() += 1;
             }
             Event::CircuitDenied { refusal, .. } => {
-                *s.denials.entry(refusal.as_str()).or_default() += 1;
-                *s.circuits_denied.entry(refusal.as_str()).or_default() += 1;
+                *s.denials.entry(*refusal).or_default() += 1;
+                *s.circuits_denied.entry(*refusal).or_default() += 1;
             }
             Event::RequestDenied { refusal, .. } => {
-                *s.denials.entry(refusal.as_str()).or_default() += 1;
+                *s.denials.entry(*refusal).or_default() += 1;
             }
             Event::CircuitClosed(c) => *s.circuits_closed_by.entry(c.reason).or_default() += 1,
             _ => {}
