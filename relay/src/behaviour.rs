@@ -73,22 +73,7 @@ impl Behaviour {
             .with_max_pending_incoming(Some(config.max_pending_incoming));
 
         let hop = config.relay.enabled.then(|| {
-            let r = &config.relay;
-            hop::Behaviour::new(
-                key.clone(),
-                hop::Config {
-                    max_reservations: r.max_reservations,
-                    max_reservations_per_peer: r.max_reservations_per_peer,
-                    reservation_ttl: r.reservation_ttl,
-                    max_circuits: r.max_circuits,
-                    max_circuits_per_peer: r.max_circuits_per_peer,
-                    circuit_duration: r.circuit_limits.duration,
-                    circuit_data: r.circuit_limits.data,
-                    requests_per_second: r.request_rate.per_second,
-                    request_burst: r.request_rate.burst,
-                },
-                Box::new(hop::gate::Open),
-            )
+            hop::Behaviour::new(key.clone(), config.relay.clone(), Box::new(hop::gate::Open))
         });
 
         let identify = identify::Behaviour::new(
@@ -151,7 +136,7 @@ impl Behaviour {
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             hop: hop.into(),
-            ping: ping::Behaviour::new(ping::Config::default()),
+            ping: ping::Behaviour::new(ping::PingConfig::default()),
             identify,
             autonat: autonat.into(),
             gossipsub: gossipsub.into(),

@@ -189,8 +189,8 @@ pub fn circuits(swarm: &Swarm<Behaviour>) -> proto::CircuitsResult {
         };
     };
     let limit = proto::CircuitLimit {
-        duration_secs: hop.config().circuit_duration.map(|d| d.as_secs()),
-        data_bytes: hop.config().circuit_data,
+        duration_secs: hop.config().circuit_limits.duration.map(|d| d.as_secs()),
+        data_bytes: hop.config().circuit_limits.data,
     };
     proto::CircuitsResult {
         circuits: hop

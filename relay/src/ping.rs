@@ -43,7 +43,7 @@ const MAX_INBOUND: usize = 4;
 const INBOUND_IDLE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct PingConfig {
     /// Time between the relay's own liveness pings.
     pub interval: Duration,
     /// How long one ping may take before it counts as failed.
@@ -52,7 +52,7 @@ pub struct Config {
     pub max_failures: u32,
 }
 
-impl Default for Config {
+impl Default for PingConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(15),
@@ -69,12 +69,12 @@ pub struct Unresponsive {
 }
 
 pub struct Behaviour {
-    config: Config,
+    config: PingConfig,
     queue: VecDeque<ToSwarm<Unresponsive, Infallible>>,
 }
 
 impl Behaviour {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: PingConfig) -> Self {
         Self {
             config,
             queue: VecDeque::new(),
@@ -144,7 +144,7 @@ enum Outbound {
 }
 
 pub struct Handler {
-    config: Config,
+    config: PingConfig,
     /// Oldest first.
     inbound: VecDeque<BoxFuture<'static, ()>>,
     outbound: Outbound,
@@ -153,7 +153,7 @@ pub struct Handler {
 }
 
 impl Handler {
-    fn new(config: Config) -> Self {
+    fn new(config: PingConfig) -> Self {
         Self {
             outbound: Outbound::Idle {
                 timer: Delay::new(config.interval),

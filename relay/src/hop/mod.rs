@@ -9,20 +9,20 @@
 //! bytes per circuit and has no hook for access control.
 //!
 //! The behaviour holds all state (the reservation table in `reservations.rs`,
-//! circuits, counters) and makes every decision synchronously in the swarm
+//! the circuit table in `circuits.rs`, counters) and makes every decision synchronously in the swarm
 //! task. Stream I/O runs in tasks it spawns: one short task per request to
 //! read it, and one task per circuit that does the stop handshake and then
 //! relays data (see `circuit.rs`). Tasks report back over one channel;
 //! nothing on the data path touches the swarm.
 
 pub mod circuit;
+pub mod circuits;
 pub mod gate;
 pub mod handler;
 pub mod proto;
 pub mod reservations;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,6 +42,9 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 use circuit::{Counters, End, Splice};
+use circuits::Circuits;
+
+use crate::config::{CircuitLimits, HopConfig, RequestRate};
 use gate::{Gate, Refusal};
 use handler::{FromBehaviour, Handler, ToBehaviour};
 use proto::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessage};
@@ -53,21 +56,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
 pub type CircuitId = u64;
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub max_reservations: usize,
-    pub max_reservations_per_peer: usize,
-    pub reservation_ttl: Duration,
-    pub max_circuits: usize,
-    pub max_circuits_per_peer: usize,
-    /// `None` in a dimension: no limit, and no `Limit` field for it on the wire.
-    pub circuit_duration: Option<Duration>,
-    pub circuit_data: Option<u64>,
-    /// Requests per second one peer may make, and the burst it may save up.
-    pub requests_per_second: u32,
-    pub request_burst: u32,
-}
 
 /// What the relay did, for the log, the journal and the exporters.
 #[derive(Debug)]
@@ -187,21 +175,6 @@ impl Allowance {
     }
 }
 
-struct Circuit {
-    src: PeerId,
-    dst: PeerId,
-    src_conn: ConnectionId,
-    dst_conn: ConnectionId,
-    opened_at: Instant,
-    opened: u64,
-    counters: Arc<Counters>,
-    established: bool,
-    /// Ends the running circuit when a side's connection closes: a dead
-    /// connection does not always reach the circuit's streams as an error,
-    /// and a half-open circuit would hold its slots for good.
-    disconnect: Option<oneshot::Sender<()>>,
-}
-
 /// What spawned tasks report back.
 enum Report {
     Request(Box<Request>),
@@ -223,18 +196,14 @@ type StopSignal = Shared<oneshot::Receiver<()>>;
 pub struct Behaviour {
     local: PeerId,
     key: Keypair,
-    config: Config,
+    config: HopConfig,
     gate: Box<dyn Gate>,
     external: Vec<Multiaddr>,
     connections: HashMap<ConnectionId, Conn>,
     reservations: Reservations,
     allowances: HashMap<PeerId, Allowance>,
     expiry_timer: Delay,
-    circuits: HashMap<CircuitId, Circuit>,
-    circuits_per_peer: HashMap<PeerId, usize>,
-    /// Source streams of circuits waiting for the destination's stop stream.
-    waiting: HashMap<CircuitId, Stream>,
-    next_circuit: CircuitId,
+    circuits: Circuits<Stream>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
     queue: VecDeque<ToSwarm<Event, FromBehaviour>>,
@@ -244,7 +213,7 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: Keypair, config: Config, gate: Box<dyn Gate>) -> Self {
+    pub fn new(key: Keypair, config: HopConfig, gate: Box<dyn Gate>) -> Self {
         let (reports_tx, reports_rx) = mpsc::unbounded();
         let (stop_tx, stop_rx) = oneshot::channel();
         Self {
@@ -257,10 +226,7 @@ impl Behaviour {
             reservations: Reservations::default(),
             allowances: HashMap::new(),
             expiry_timer: Delay::new(EXPIRY_TICK),
-            circuits: HashMap::new(),
-            circuits_per_peer: HashMap::new(),
-            waiting: HashMap::new(),
-            next_circuit: 1,
+            circuits: Circuits::default(),
             reports_tx,
             reports_rx,
             queue: VecDeque::new(),
@@ -272,9 +238,10 @@ impl Behaviour {
 
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        for c in self.circuits.values() {
-            s.bytes_src_to_dst += c.counters.src_to_dst.load(Ordering::Relaxed);
-            s.bytes_dst_to_src += c.counters.dst_to_src.load(Ordering::Relaxed);
+        for (_, c) in self.circuits.iter() {
+            let (up, down) = c.bytes();
+            s.bytes_src_to_dst += up;
+            s.bytes_dst_to_src += down;
         }
         s
     }
@@ -289,7 +256,7 @@ impl Behaviour {
     }
 
     pub fn circuit_count(&self) -> usize {
-        self.circuits.values().filter(|c| c.established).count()
+        self.circuits.established()
     }
 
     pub fn reservations(&self) -> Vec<ReservationInfo> {
@@ -305,7 +272,7 @@ impl Behaviour {
             .collect()
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &HopConfig {
         &self.config
     }
 
@@ -313,15 +280,18 @@ impl Behaviour {
         let mut out: Vec<CircuitInfo> = self
             .circuits
             .iter()
-            .filter(|(_, c)| c.established)
-            .map(|(id, c)| CircuitInfo {
-                id: *id,
-                src: c.src,
-                dst: c.dst,
-                bytes_src_to_dst: c.counters.src_to_dst.load(Ordering::Relaxed),
-                bytes_dst_to_src: c.counters.dst_to_src.load(Ordering::Relaxed),
-                opened: c.opened,
-                age: c.opened_at.elapsed(),
+            .filter(|(_, c)| c.is_established())
+            .map(|(id, c)| {
+                let (up, down) = c.bytes();
+                CircuitInfo {
+                    id,
+                    src: c.src,
+                    dst: c.dst,
+                    bytes_src_to_dst: up,
+                    bytes_dst_to_src: down,
+                    opened: c.opened,
+                    age: c.opened_at.elapsed(),
+                }
             })
             .collect();
         out.sort_by_key(|c| c.id);
@@ -352,9 +322,10 @@ impl Behaviour {
     fn limit(&self) -> Option<Limit> {
         let duration = self
             .config
-            .circuit_duration
+            .circuit_limits
+            .duration
             .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
-        let data = self.config.circuit_data;
+        let data = self.config.circuit_limits.data;
         (duration.is_some() || data.is_some()).then_some(Limit { duration, data })
     }
 
@@ -525,16 +496,13 @@ impl Behaviour {
                 .reservations
                 .latest(&dst)
                 .ok_or(Refusal::NoReservation)?;
-            let per_peer = |p: &PeerId| self.circuits_per_peer.get(p).copied().unwrap_or(0);
-            if self.circuits.len() >= self.config.max_circuits {
-                Err(Refusal::CircuitsFull)
-            } else if per_peer(&src) >= self.config.max_circuits_per_peer
-                || per_peer(&dst) >= self.config.max_circuits_per_peer
-            {
-                Err(Refusal::PeerCircuitsFull)
-            } else {
-                Ok(slot.conn)
-            }
+            self.circuits.admit(
+                &src,
+                &dst,
+                self.config.max_circuits,
+                self.config.max_circuits_per_peer,
+            )?;
+            Ok(slot.conn)
         });
         let dst_conn = match decision {
             Ok(conn) => conn,
@@ -546,25 +514,9 @@ impl Behaviour {
         };
         let dst = dst.expect("checked above");
 
-        let id = self.next_circuit;
-        self.next_circuit += 1;
-        *self.circuits_per_peer.entry(src).or_default() += 1;
-        *self.circuits_per_peer.entry(dst).or_default() += 1;
-        self.circuits.insert(
-            id,
-            Circuit {
-                src,
-                dst,
-                src_conn,
-                dst_conn,
-                opened_at: Instant::now(),
-                opened: unix_now(),
-                counters: Arc::new(Counters::default()),
-                established: false,
-                disconnect: None,
-            },
-        );
-        self.waiting.insert(id, stream);
+        let id = self
+            .circuits
+            .open((src, src_conn), (dst, dst_conn), stream, unix_now());
         self.queue.push_back(ToSwarm::NotifyHandler {
             peer_id: dst,
             handler: NotifyHandler::One(dst_conn),
@@ -574,17 +526,14 @@ impl Behaviour {
 
     /// The destination accepted a stop stream: run the circuit.
     fn on_stop_stream(&mut self, id: CircuitId, stop: Stream) {
-        let (Some(src_stream), Some(c)) = (self.waiting.remove(&id), self.circuits.get_mut(&id))
-        else {
+        let (disconnect_tx, disconnect_rx) = oneshot::channel::<()>();
+        let Some((src_stream, c)) = self.circuits.start(id, disconnect_tx) else {
             return; // the source left meanwhile; dropping `stop` resets it
         };
-        let (disconnect_tx, disconnect_rx) = oneshot::channel::<()>();
-        c.disconnect = Some(disconnect_tx);
         let src = c.src;
         let counters = c.counters.clone();
         let limit = self.limit();
-        let data = self.config.circuit_data;
-        let duration = self.config.circuit_duration;
+        let CircuitLimits { data, duration } = self.config.circuit_limits;
         async_std::task::spawn(run_circuit(
             CircuitTask {
                 id,
@@ -608,37 +557,28 @@ impl Behaviour {
 
     /// Takes one request from the peer's allowance.
     fn allow_request(&mut self, peer: &PeerId) -> bool {
-        let (per_second, burst) = (self.config.requests_per_second, self.config.request_burst);
+        let RequestRate { per_second, burst } = self.config.request_rate;
         self.allowances
             .get_mut(peer)
             .is_none_or(|a| a.take(per_second, burst, Instant::now()))
     }
 
-    fn fail_waiting(&mut self, id: CircuitId) {
-        if let Some(stream) = self.waiting.remove(&id) {
+    /// A circuit that never carried bytes ends: its source, if still
+    /// waiting, is told CONNECTION_FAILED (a circuit task that took the
+    /// source's stream answers it itself).
+    fn fail(&mut self, id: CircuitId) {
+        let Some((c, waiting)) = self.circuits.release(id) else {
+            return;
+        };
+        if let Some(stream) = waiting {
             self.deny(stream, Refusal::ConnectionFailed);
         }
-        if let Some(c) = self.release(id) {
-            self.stats.circuits_failed += 1;
-            self.emit(Event::CircuitDenied {
-                src: c.src,
-                dst: Some(c.dst),
-                refusal: Refusal::ConnectionFailed,
-            });
-        }
-    }
-
-    fn release(&mut self, id: CircuitId) -> Option<Circuit> {
-        let c = self.circuits.remove(&id)?;
-        for p in [c.src, c.dst] {
-            if let Some(n) = self.circuits_per_peer.get_mut(&p) {
-                *n -= 1;
-                if *n == 0 {
-                    self.circuits_per_peer.remove(&p);
-                }
-            }
-        }
-        Some(c)
+        self.stats.circuits_failed += 1;
+        self.emit(Event::CircuitDenied {
+            src: c.src,
+            dst: Some(c.dst),
+            refusal: Refusal::ConnectionFailed,
+        });
     }
 
     fn on_report(&mut self, report: Report) {
@@ -653,30 +593,18 @@ impl Behaviour {
                 self.on_request(peer, conn, stream, msg)
             }
             Report::Established(id) => {
-                if let Some(c) = self.circuits.get_mut(&id) {
-                    c.established = true;
+                if let Some((src, dst)) = self.circuits.establish(id) {
                     self.stats.circuits_opened += 1;
-                    let (src, dst) = (c.src, c.dst);
                     self.emit(Event::CircuitOpened { id, src, dst });
                 }
             }
-            Report::StopRefused(id) => {
-                if let Some(c) = self.release(id) {
-                    self.stats.circuits_failed += 1;
-                    self.emit(Event::CircuitDenied {
-                        src: c.src,
-                        dst: Some(c.dst),
-                        refusal: Refusal::ConnectionFailed,
-                    });
-                }
-            }
+            Report::StopRefused(id) => self.fail(id),
             Report::Ended(id, end) => {
-                if let Some(c) = self.release(id) {
-                    let up = c.counters.src_to_dst.load(Ordering::Relaxed);
-                    let down = c.counters.dst_to_src.load(Ordering::Relaxed);
+                if let Some((c, _)) = self.circuits.release(id) {
+                    let (up, down) = c.bytes();
                     self.stats.bytes_src_to_dst += up;
                     self.stats.bytes_dst_to_src += down;
-                    if c.established {
+                    if c.is_established() {
                         self.stats.circuits_closed += 1;
                     }
                     self.emit(Event::CircuitClosed(ClosedCircuit {
@@ -717,26 +645,10 @@ impl Behaviour {
             self.stats.reservations_closed += 1;
             self.emit(Event::ReservationClosed { peer });
         }
-        let waiting_on_conn: Vec<CircuitId> = self
-            .circuits
-            .iter()
-            .filter(|(id, c)| {
-                !c.established
-                    && self.waiting.contains_key(id)
-                    && (c.dst_conn == conn || c.src_conn == conn)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting_on_conn {
-            self.fail_waiting(id);
+        for id in self.circuits.waiting_on(conn) {
+            self.fail(id);
         }
-        for c in self.circuits.values_mut() {
-            if c.src_conn == conn || c.dst_conn == conn {
-                if let Some(tx) = c.disconnect.take() {
-                    let _ = tx.send(());
-                }
-            }
-        }
+        self.circuits.disconnect(conn);
     }
 
     fn emit(&mut self, event: Event) {
@@ -913,7 +825,7 @@ impl NetworkBehaviour for Behaviour {
                 let relayed = remote.iter().any(|p| matches!(p, Protocol::P2pCircuit));
                 self.connections
                     .insert(e.connection_id, Conn { remote, relayed });
-                let burst = f64::from(self.config.request_burst);
+                let burst = f64::from(self.config.request_rate.burst);
                 self.allowances
                     .entry(e.peer_id)
                     .or_insert_with(|| Allowance {
@@ -945,7 +857,7 @@ impl NetworkBehaviour for Behaviour {
             ToBehaviour::StopStream(id, stream) => self.on_stop_stream(id, stream),
             ToBehaviour::StopFailed(id, error) => {
                 log::debug!(event = "stop_failed", circuitId = id, peerId = peer.to_string().as_str(), error = error.as_str(); "");
-                self.fail_waiting(id)
+                self.fail(id)
             }
         }
     }

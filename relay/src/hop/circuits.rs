@@ -1,0 +1,293 @@
+//! The circuit table: every circuit from the moment a connect request is
+//! accepted (waiting for the destination's stop stream, holding the source's
+//! stream) until it ends. The counts the caps are checked against — circuits
+//! in all, circuits per peer, circuits established — are kept here, updated
+//! by the same calls that add and remove entries, so they cannot drift.
+//!
+//! Generic over the waiting source stream so that the bookkeeping can be
+//! unit-tested without a network.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::channel::oneshot;
+use libp2p::swarm::ConnectionId;
+use libp2p::PeerId;
+
+use super::circuit::Counters;
+use super::gate::Refusal;
+use super::CircuitId;
+
+pub struct Circuit<S> {
+    pub src: PeerId,
+    pub dst: PeerId,
+    pub src_conn: ConnectionId,
+    pub dst_conn: ConnectionId,
+    pub opened_at: Instant,
+    /// When it was accepted, in unix seconds.
+    pub opened: u64,
+    pub counters: Arc<Counters>,
+    established: bool,
+    /// The source's stream, until the destination's stop stream arrives.
+    waiting: Option<S>,
+    /// Ends the running circuit when a side's connection closes: a dead
+    /// connection does not always reach the circuit's streams as an error,
+    /// and a half-open circuit would hold its slots for good.
+    disconnect: Option<oneshot::Sender<()>>,
+}
+
+impl<S> Circuit<S> {
+    /// Both sides are connected and bytes flow.
+    pub fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// Bytes moved so far, source to destination and back.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.counters.src_to_dst.load(Ordering::Relaxed),
+            self.counters.dst_to_src.load(Ordering::Relaxed),
+        )
+    }
+
+    fn on(&self, conn: ConnectionId) -> bool {
+        self.src_conn == conn || self.dst_conn == conn
+    }
+}
+
+pub struct Circuits<S> {
+    by_id: HashMap<CircuitId, Circuit<S>>,
+    per_peer: HashMap<PeerId, usize>,
+    established: usize,
+    next_id: CircuitId,
+}
+
+impl<S> Default for Circuits<S> {
+    fn default() -> Self {
+        Self {
+            by_id: HashMap::new(),
+            per_peer: HashMap::new(),
+            established: 0,
+            next_id: 1,
+        }
+    }
+}
+
+impl<S> Circuits<S> {
+    /// Circuits established or being set up: what `max` is checked against.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Circuits that carry bytes.
+    pub fn established(&self) -> usize {
+        self.established
+    }
+
+    /// Circuits `peer` takes part in, as source or destination.
+    pub fn held_by(&self, peer: &PeerId) -> usize {
+        self.per_peer.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Whether one more circuit from `src` to `dst` fits under the caps.
+    pub fn admit(
+        &self,
+        src: &PeerId,
+        dst: &PeerId,
+        max: usize,
+        max_per_peer: usize,
+    ) -> Result<(), Refusal> {
+        if self.len() >= max {
+            Err(Refusal::CircuitsFull)
+        } else if self.held_by(src) >= max_per_peer || self.held_by(dst) >= max_per_peer {
+            Err(Refusal::PeerCircuitsFull)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Adds a circuit waiting for the destination, holding the source's
+    /// stream. The caps are the caller's to check first, with `admit`.
+    pub fn open(
+        &mut self,
+        (src, src_conn): (PeerId, ConnectionId),
+        (dst, dst_conn): (PeerId, ConnectionId),
+        waiting: S,
+        unix_now: u64,
+    ) -> CircuitId {
+        let id = self.next_id;
+        self.next_id += 1;
+        *self.per_peer.entry(src).or_default() += 1;
+        *self.per_peer.entry(dst).or_default() += 1;
+        self.by_id.insert(
+            id,
+            Circuit {
+                src,
+                dst,
+                src_conn,
+                dst_conn,
+                opened_at: Instant::now(),
+                opened: unix_now,
+                counters: Arc::new(Counters::default()),
+                established: false,
+                waiting: Some(waiting),
+                disconnect: None,
+            },
+        );
+        id
+    }
+
+    /// The destination's stop stream arrived: hands back the source's stream
+    /// to run the circuit with, and keeps `disconnect` to end it when a
+    /// side's connection closes. `None` if the circuit is gone or already
+    /// started.
+    pub fn start(
+        &mut self,
+        id: CircuitId,
+        disconnect: oneshot::Sender<()>,
+    ) -> Option<(S, &Circuit<S>)> {
+        let c = self.by_id.get_mut(&id)?;
+        let stream = c.waiting.take()?;
+        c.disconnect = Some(disconnect);
+        Some((stream, c))
+    }
+
+    /// The destination accepted: the circuit carries bytes. Returns its
+    /// ends the first time only.
+    pub fn establish(&mut self, id: CircuitId) -> Option<(PeerId, PeerId)> {
+        let c = self.by_id.get_mut(&id)?;
+        if c.established {
+            return None;
+        }
+        c.established = true;
+        self.established += 1;
+        Some((c.src, c.dst))
+    }
+
+    /// Removes a circuit, giving back its slots; the entry is returned with
+    /// the source stream it still held, if it never started.
+    pub fn release(&mut self, id: CircuitId) -> Option<(Circuit<S>, Option<S>)> {
+        let mut c = self.by_id.remove(&id)?;
+        for p in [c.src, c.dst] {
+            if let Some(n) = self.per_peer.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_peer.remove(&p);
+                }
+            }
+        }
+        if c.established {
+            self.established -= 1;
+        }
+        let waiting = c.waiting.take();
+        Some((c, waiting))
+    }
+
+    /// Circuits still waiting for a destination, with a side on `conn`.
+    pub fn waiting_on(&self, conn: ConnectionId) -> Vec<CircuitId> {
+        self.by_id
+            .iter()
+            .filter(|(_, c)| c.waiting.is_some() && c.on(conn))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Tells every running circuit with a side on `conn` to end.
+    pub fn disconnect(&mut self, conn: ConnectionId) {
+        for c in self.by_id.values_mut().filter(|c| c.on(conn)) {
+            if let Some(tx) = c.disconnect.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (CircuitId, &Circuit<S>)> {
+        self.by_id.iter().map(|(id, c)| (*id, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(n: usize) -> ConnectionId {
+        ConnectionId::new_unchecked(n)
+    }
+
+    #[test]
+    fn caps_count_every_circuit_and_each_side() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut t = Circuits::<u8>::default();
+        assert_eq!(t.admit(&a, &b, 2, 1), Ok(()));
+        t.open((a, conn(1)), (b, conn(2)), 0, 0);
+        assert_eq!((t.held_by(&a), t.held_by(&b)), (1, 1));
+        assert_eq!(t.admit(&a, &c, 2, 1), Err(Refusal::PeerCircuitsFull));
+        assert_eq!(t.admit(&c, &b, 2, 1), Err(Refusal::PeerCircuitsFull));
+        t.open((c, conn(3)), (a, conn(1)), 0, 0);
+        assert_eq!(t.admit(&c, &b, 2, 5), Err(Refusal::CircuitsFull));
+    }
+
+    #[test]
+    fn release_gives_back_every_slot_and_the_waiting_stream() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut t = Circuits::<&str>::default();
+        let first = t.open((a, conn(1)), (b, conn(2)), "src stream", 0);
+        let second = t.open((a, conn(1)), (b, conn(2)), "other", 0);
+        assert_ne!(first, second);
+        let (c, waiting) = t.release(first).unwrap();
+        assert_eq!((c.src, c.dst, waiting), (a, b, Some("src stream")));
+        assert_eq!((t.len(), t.held_by(&a), t.held_by(&b)), (1, 1, 1));
+        assert!(t.release(first).is_none(), "a second release is a no-op");
+        t.release(second).unwrap();
+        assert!(t.is_empty());
+        assert!(t.per_peer.is_empty(), "no zero counts are kept");
+    }
+
+    #[test]
+    fn a_circuit_is_established_once_and_counted_until_released() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut t = Circuits::<()>::default();
+        let id = t.open((a, conn(1)), (b, conn(2)), (), 0);
+        assert_eq!(t.established(), 0);
+        let (tx, _rx) = oneshot::channel();
+        assert!(t.start(id, tx).is_some());
+        let (tx, _rx) = oneshot::channel();
+        assert!(
+            t.start(id, tx).is_none(),
+            "the source stream is handed out once"
+        );
+        assert_eq!(t.establish(id), Some((a, b)));
+        assert_eq!(t.establish(id), None);
+        assert_eq!(t.established(), 1);
+        let (c, waiting) = t.release(id).unwrap();
+        assert!(c.is_established() && waiting.is_none());
+        assert_eq!(t.established(), 0);
+    }
+
+    #[test]
+    fn a_closed_connection_fails_waiting_circuits_and_ends_running_ones() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut t = Circuits::<()>::default();
+        let waiting = t.open((a, conn(1)), (b, conn(2)), (), 0);
+        let running = t.open((c, conn(3)), (b, conn(2)), (), 0);
+        let elsewhere = t.open((c, conn(3)), (a, conn(1)), (), 0);
+        let (tx, mut rx) = oneshot::channel();
+        t.start(running, tx).unwrap();
+        let (tx, mut other) = oneshot::channel();
+        t.start(elsewhere, tx).unwrap();
+        assert_eq!(t.waiting_on(conn(2)), vec![waiting]);
+        t.disconnect(conn(2));
+        assert_eq!(rx.try_recv(), Ok(Some(())));
+        assert_eq!(
+            other.try_recv(),
+            Ok(None),
+            "a circuit on other connections runs on"
+        );
+    }
+}
