@@ -286,78 +286,64 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn both_directions_arrive_intact_and_are_counted_apart() {
-        let (a, b) = (data(100_000, 1), data(70_000, 2));
+    type MemSplice = Splice<Mem, Mem, futures::future::Pending<End>>;
+
+    /// Relays `up` bytes from the source and `down` from the destination
+    /// under a per-direction data limit, to the end; the splice keeps both
+    /// sides' output and the counters.
+    fn relay(up: usize, down: usize, limit: Option<u64>) -> (End, MemSplice, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
         let mut splice = Splice::new(
-            Mem::new(a.clone()),
-            Mem::new(b.clone()),
-            None,
+            Mem::new(data(up, 1)),
+            Mem::new(data(down, 2)),
+            limit,
             None,
             counters.clone(),
             futures::future::pending::<End>(),
         );
         let end = futures::executor::block_on(&mut splice);
+        (end, splice, counters)
+    }
+
+    fn counted(c: &Counters) -> (u64, u64) {
+        (
+            c.src_to_dst.load(Ordering::Relaxed),
+            c.dst_to_src.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn both_directions_arrive_intact_and_are_counted_apart() {
+        let (end, splice, counters) = relay(100_000, 70_000, None);
         assert_eq!(end, End::Done);
-        assert_eq!(splice.dst.output, a);
-        assert_eq!(splice.src.output, b);
+        assert_eq!(splice.dst.output, data(100_000, 1));
+        assert_eq!(splice.src.output, data(70_000, 2));
         assert!(splice.src.closed && splice.dst.closed);
-        assert_eq!(counters.src_to_dst.load(Ordering::Relaxed), 100_000);
-        assert_eq!(counters.dst_to_src.load(Ordering::Relaxed), 70_000);
+        assert_eq!(counted(&counters), (100_000, 70_000));
     }
 
     #[test]
     fn data_limit_passes_exactly_the_limit_per_direction() {
-        let counters = Arc::new(Counters::default());
-        let mut splice = Splice::new(
-            Mem::new(data(50_000, 1)),
-            Mem::new(data(10_000, 2)),
-            Some(20_000),
-            None,
-            counters.clone(),
-            futures::future::pending::<End>(),
-        );
-        let end = futures::executor::block_on(&mut splice);
+        let (end, splice, counters) = relay(50_000, 10_000, Some(20_000));
         assert_eq!(end, End::DataLimit);
-        assert_eq!(splice.dst.output.len(), 20_000);
         assert_eq!(splice.dst.output, data(50_000, 1)[..20_000]);
-        assert!(counters.dst_to_src.load(Ordering::Relaxed) <= 10_000);
+        assert!(counted(&counters).1 <= 10_000);
     }
 
     #[test]
     fn exactly_the_limit_each_way_is_not_over_it() {
-        let counters = Arc::new(Counters::default());
-        let mut splice = Splice::new(
-            Mem::new(data(20_000, 1)),
-            Mem::new(data(20_000, 2)),
-            Some(20_000),
-            None,
-            counters.clone(),
-            futures::future::pending::<End>(),
-        );
-        let end = futures::executor::block_on(&mut splice);
+        let (end, splice, counters) = relay(20_000, 20_000, Some(20_000));
         assert_eq!(end, End::Done);
         assert_eq!(splice.dst.output, data(20_000, 1));
         assert_eq!(splice.src.output, data(20_000, 2));
-        assert_eq!(counters.src_to_dst.load(Ordering::Relaxed), 20_000);
-        assert_eq!(counters.dst_to_src.load(Ordering::Relaxed), 20_000);
+        assert_eq!(counted(&counters), (20_000, 20_000));
     }
 
     #[test]
     fn one_byte_over_the_limit_ends_the_circuit_without_passing() {
-        let counters = Arc::new(Counters::default());
-        let mut splice = Splice::new(
-            Mem::new(data(20_000, 1)),
-            Mem::new(data(20_001, 2)),
-            Some(20_000),
-            None,
-            counters.clone(),
-            futures::future::pending::<End>(),
-        );
-        let end = futures::executor::block_on(&mut splice);
+        let (end, splice, counters) = relay(20_000, 20_001, Some(20_000));
         assert_eq!(end, End::DataLimit);
         assert_eq!(splice.src.output, data(20_000, 2));
-        assert_eq!(counters.dst_to_src.load(Ordering::Relaxed), 20_000);
+        assert_eq!(counted(&counters).1, 20_000);
     }
 }
