@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_std::task::block_on;
 use bsv_p2p_tests::client::timed;
 use bsv_p2p_tests::hop::{
-    self, frame, hop_type, payload, proto, read_exactly, read_until_end, status_of, wait_reset,
+    self, frame, hop_type, payload, read_exactly, read_until_end, status_of, wait_reset, wire,
     HopMessage, Limit, RawOptions, RawPeer, Status, StopMessage,
 };
 use bsv_p2p_tests::relay::{field, relay_bin};
@@ -170,7 +170,7 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
         let p = peer(&relay, false).await;
         let r = relay.peer_id();
 
-        let mut oversized = vec![0u8; proto::MAX_MESSAGE + 1];
+        let mut oversized = vec![0u8; wire::MAX_MESSAGE + 1];
         oversized[0] = 0x08; // type = RESERVE, then padding
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("bytes that are no protobuf", frame(&[0xff; 12])),
@@ -196,7 +196,7 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
                 frame(
                     &HopMessage {
                         kind: Some(hop_type::CONNECT),
-                        peer: Some(proto::Peer {
+                        peer: Some(wire::Peer {
                             id: b"not a peer id".to_vec(),
                             addrs: Vec::new(),
                         }),
@@ -532,14 +532,14 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
         let voucher = rsvp.voucher.expect("a voucher");
         let envelope = SignedEnvelope::from_protobuf_encoding(&voucher).expect("a signed envelope");
         let (body, key) = envelope
-            .payload_and_signing_key(proto::VOUCHER_DOMAIN.to_string(), &[0x03, 0x02])
+            .payload_and_signing_key(wire::VOUCHER_DOMAIN.to_string(), &[0x03, 0x02])
             .expect("domain libp2p-relay-rsvp, payload type 0x0302, valid signature");
         assert_eq!(
             key.to_peer_id(),
             relay.peer_id(),
             "signed by the relay's key"
         );
-        let (v_relay, v_peer, v_exp) = proto::decode_voucher(body).expect("voucher payload");
+        let (v_relay, v_peer, v_exp) = wire::decode_voucher(body).expect("voucher payload");
         assert_eq!(PeerId::from_bytes(&v_relay).unwrap(), relay.peer_id());
         assert_eq!(PeerId::from_bytes(&v_peer).unwrap(), p.peer_id());
         assert_eq!(
@@ -547,7 +547,7 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
             "the voucher expires with the reservation"
         );
         assert!(
-            envelope.verify(proto::VOUCHER_DOMAIN.to_string()),
+            envelope.verify(wire::VOUCHER_DOMAIN.to_string()),
             "the signature verifies"
         );
 
@@ -560,7 +560,7 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
         assert_eq!(fields.payload_type, [0x03, 0x02]);
         let mut signed = Vec::new();
         for part in [
-            proto::VOUCHER_DOMAIN.as_bytes(),
+            wire::VOUCHER_DOMAIN.as_bytes(),
             &fields.payload_type[..],
             &fields.payload[..],
         ] {

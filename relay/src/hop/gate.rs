@@ -3,9 +3,8 @@
 //! plug in here by implementing [`Gate`]; the relay consults it for both
 //! reserve and connect and reports every refusal with its reason.
 
+use bsv_p2p_wire::Status;
 use libp2p::{Multiaddr, PeerId};
-
-use super::proto::Status;
 
 /// Why a request was refused: the status sent to the peer and the reason
 /// counted and logged.
