@@ -12,8 +12,6 @@ use libp2p::{Multiaddr, PeerId};
 pub enum Refusal {
     /// Reserve or connect arrived over a relayed connection.
     RelayedConnection,
-    /// Refused by access control.
-    AccessDenied,
     /// Refused by a rate limit.
     RateLimited,
     /// All reservation slots are taken.
@@ -38,9 +36,7 @@ impl Refusal {
     /// The status code the spec gives for this refusal.
     pub fn status(self) -> Status {
         match self {
-            Self::RelayedConnection | Self::AccessDenied | Self::SelfCircuit => {
-                Status::PermissionDenied
-            }
+            Self::RelayedConnection | Self::SelfCircuit => Status::PermissionDenied,
             Self::ReservationsFull | Self::PeerReservationsFull => Status::ReservationRefused,
             Self::RateLimited | Self::CircuitsFull | Self::PeerCircuitsFull => {
                 Status::ResourceLimitExceeded
@@ -55,7 +51,6 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RelayedConnection => "relayed_connection",
-            Self::AccessDenied => "access_denied",
             Self::RateLimited => "rate_limited",
             Self::ReservationsFull => "reservations_full",
             Self::PeerReservationsFull => "peer_reservations_full",
