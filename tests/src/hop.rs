@@ -15,7 +15,10 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder};
 
-pub use bsv_p2p_wire::{self as wire, hop_type, stop_type, HopMessage, Limit, Status, StopMessage};
+pub use bsv_p2p_wire::{
+    self as wire, encode_frame as frame, hop_type, stop_type, HopMessage, Limit, Status,
+    StopMessage,
+};
 
 use crate::client::{chain, peer_of, timed, STEP_TIMEOUT};
 
@@ -286,19 +289,6 @@ pub fn connect_msg(dst: PeerId) -> HopMessage {
 /// The status of an answer, if it is one the spec knows.
 pub fn status_of(msg: &HopMessage) -> Option<Status> {
     msg.status.and_then(Status::from_code)
-}
-
-/// `msg` behind its unsigned-varint length prefix.
-pub fn frame(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + 3);
-    let mut n = msg.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(msg);
-    out
 }
 
 pub async fn write_msg(stream: &mut Stream, msg: &[u8]) -> Result<(), String> {
