@@ -369,7 +369,6 @@ impl From<Refusal> for DenialReason {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::RelayedConnection => Self::RelayedConnection,
-            Refusal::AccessDenied => Self::AccessDenied,
             Refusal::RateLimited => Self::RateLimited,
             Refusal::ReservationsFull => Self::ReservationsFull,
             Refusal::PeerReservationsFull => Self::PeerReservationsFull,

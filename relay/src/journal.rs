@@ -208,10 +208,6 @@ impl Journal {
         w.next - w.first
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Stores an event built for its sequence number and returns that number.
     /// A storage failure is returned, never panicked on: the relay keeps
     /// relaying with an incomplete journal rather than stopping.

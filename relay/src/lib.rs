@@ -1,18 +1,28 @@
-//! The relay as a library: the binary `bsv-p2p-relay` is a thin shell over
-//! it, and the end-to-end tests use its wire types to speak the hop protocol
-//! byte for byte.
+//! The relay as a library, so that the binary `bsv-p2p-relay` stays a thin
+//! shell over it. Public are only the modules something outside the crate
+//! uses:
+//!
+//! - `config`, `data_dir`, `identity`, `logging` and `relay`: `main.rs`
+//!   reads the command line and config, opens the data directory, loads the
+//!   key, sets up logging and runs the relay with them;
+//! - `config` also for `tests/properties.rs`, which feeds the config parser
+//!   generated documents.
+//!
+//! The rest is the relay's inside. The circuit relay v2 wire format the
+//! operator tool and the end-to-end tests speak is its own crate,
+//! `bsv-p2p-wire`.
 
-pub mod autonat;
-pub mod behaviour;
+mod autonat;
+mod behaviour;
 pub mod config;
-pub mod control;
+mod control;
 pub mod data_dir;
-pub mod hop;
+mod hop;
 pub mod identity;
-pub mod journal;
-pub mod ledger;
+mod journal;
+mod ledger;
 pub mod logging;
-pub mod ping;
-pub mod process;
+mod ping;
+mod process;
 pub mod relay;
-pub mod snapshot;
+mod snapshot;

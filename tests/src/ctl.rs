@@ -13,7 +13,7 @@ pub fn ctl_bin() -> PathBuf {
     let bin = crate::relay::relay_bin().with_file_name("bsv-p2p-ctl");
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo build --release -p bsv-p2p-relay` first",
+        "{} is missing: run `cargo build --release -p bsv-p2p-ctl` first",
         bin.display()
     );
     bin

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
+
+use crate::hop::{read_hop, reserve_msg, status_of, write_msg, Status, HOP};
 
 /// How long a peer waits to connect, open the hop stream and get its answer.
 const RESERVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,9 +24,8 @@ impl Holder {
     pub async fn reserve(addr: Multiaddr, relay_peer: PeerId) -> Result<Holder, String> {
         use futures::channel::oneshot;
         use libp2p::swarm::SwarmEvent;
-        use libp2p::{noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+        use libp2p::{noise, tcp, yamux, SwarmBuilder};
 
-        const HOP: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
         let mut swarm = SwarmBuilder::with_new_identity()
             .with_async_std()
             .with_tcp(
@@ -56,32 +57,9 @@ impl Holder {
                 .open_stream(relay_peer, HOP)
                 .await
                 .map_err(|e| e.to_string())?;
-            // RESERVE: HopMessage { type = RESERVE (0) }.
-            stream
-                .write_all(&[2, 0x08, 0x00])
-                .await
-                .map_err(|e| e.to_string())?;
-            stream.flush().await.map_err(|e| e.to_string())?;
-            let mut len = [0u8; 2];
-            stream
-                .read_exact(&mut len[..1])
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut n = usize::from(len[0] & 0x7f);
-            if len[0] & 0x80 != 0 {
-                stream
-                    .read_exact(&mut len[1..])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                n |= usize::from(len[1]) << 7;
-            }
-            let mut reply = vec![0u8; n];
-            stream
-                .read_exact(&mut reply)
-                .await
-                .map_err(|e| e.to_string())?;
-            // The status field (5, varint) must say OK (100).
-            if !reply.windows(2).any(|w| w == [0x28, 100]) {
+            write_msg(&mut stream, &reserve_msg().encode()).await?;
+            let reply = read_hop(&mut stream).await?;
+            if status_of(&reply) != Some(Status::Ok) {
                 return Err(format!("reservation refused: {reply:?}"));
             }
             Ok::<_, String>(())

@@ -1,7 +1,7 @@
 //! Speaking circuit relay v2 byte for byte, for the hop conformance tests: a
 //! bare peer ([`RawPeer`]) with TCP, noise, yamux and generic streams only, so
 //! that every hop and stop message it sends or answers is written by the test
-//! itself with the relay's own wire types (`bsv_p2p_relay::hop::proto`), and
+//! itself with the relay's own wire types (`bsv_p2p_wire`), and
 //! the circuit it gets is the raw stream, where every byte sent is a byte the
 //! relay counts.
 
@@ -15,14 +15,15 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder};
 
-pub use bsv_p2p_relay::hop::proto::{
-    self, hop_type, stop_type, HopMessage, Limit, Status, StopMessage,
+pub use bsv_p2p_wire::{
+    self as wire, encode_frame as frame, hop_type, stop_type, HopMessage, Limit, Status,
+    StopMessage,
 };
 
 use crate::client::{chain, peer_of, timed, STEP_TIMEOUT};
 
-pub const HOP: StreamProtocol = StreamProtocol::new(proto::HOP_PROTOCOL);
-pub const STOP: StreamProtocol = StreamProtocol::new(proto::STOP_PROTOCOL);
+pub const HOP: StreamProtocol = StreamProtocol::new(wire::HOP_PROTOCOL);
+pub const STOP: StreamProtocol = StreamProtocol::new(wire::STOP_PROTOCOL);
 
 /// What a [`RawPeer`] runs.
 #[derive(Debug, Clone, Copy)]
@@ -277,7 +278,7 @@ pub fn reserve_msg() -> HopMessage {
 pub fn connect_msg(dst: PeerId) -> HopMessage {
     HopMessage {
         kind: Some(hop_type::CONNECT),
-        peer: Some(proto::Peer {
+        peer: Some(wire::Peer {
             id: dst.to_bytes(),
             addrs: Vec::new(),
         }),
@@ -290,24 +291,11 @@ pub fn status_of(msg: &HopMessage) -> Option<Status> {
     msg.status.and_then(Status::from_code)
 }
 
-/// `msg` behind its unsigned-varint length prefix.
-pub fn frame(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + 3);
-    let mut n = msg.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(msg);
-    out
-}
-
 pub async fn write_msg(stream: &mut Stream, msg: &[u8]) -> Result<(), String> {
     timed(
         STEP_TIMEOUT,
         "writing a message",
-        proto::write_frame(stream, msg),
+        wire::write_frame(stream, msg),
     )
     .await?
     .map_err(|e| format!("cannot write a message: {e}"))
@@ -318,7 +306,7 @@ pub async fn read_hop(stream: &mut Stream) -> Result<HopMessage, String> {
     let bytes = timed(
         STEP_TIMEOUT,
         "the relay's hop answer",
-        proto::read_frame(stream),
+        wire::read_frame(stream),
     )
     .await?
     .map_err(|e| format!("no hop answer: {e}"))?;
@@ -330,7 +318,7 @@ pub async fn read_stop(stream: &mut Stream) -> Result<StopMessage, String> {
     let bytes = timed(
         STEP_TIMEOUT,
         "the relay's stop message",
-        proto::read_frame(stream),
+        wire::read_frame(stream),
     )
     .await?
     .map_err(|e| format!("no stop message: {e}"))?;

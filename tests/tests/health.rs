@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -24,15 +23,6 @@ const GUIDE_PORT: u16 = 4003;
 
 fn relay_config() -> Value {
     json!({ "mode": "relay" })
-}
-
-fn socket_of(relay: &Relay) -> PathBuf {
-    relay.data_dir().join("relay.sock")
-}
-
-/// `bsv-p2p-ctl --socket … --json stats` (bounded, exit 0 checked).
-fn ctl_stats(socket: &Path) -> Value {
-    bsv_p2p_tests::ctl::json(socket, &["stats"])
 }
 
 /// `promtool check metrics` on `text`: Ok or promtool's complaint.
@@ -184,7 +174,7 @@ fn encode(text: &str) -> String {
 #[test]
 fn prometheus_stores_what_the_relay_counts_while_rust_clients_hold_reservations() {
     let relay = Relay::start(relay_config());
-    let socket = socket_of(&relay);
+    let socket = relay.socket();
     let health = Health::start(&socket);
     let prometheus = Prometheus::start(health.port);
 
@@ -223,7 +213,7 @@ fn prometheus_stores_what_the_relay_counts_while_rust_clients_hold_reservations(
             &format!("Prometheus shows {reservations} reservations, {connections} connections as ctl does"),
             SETTLE,
             || {
-                let stats = ctl_stats(&socket);
+                let stats = relay.ctl(&["stats"]);
                 let ctl = (
                     stats["reservations"]["active"].as_u64().unwrap_or(u64::MAX),
                     stats["connections"]["active"].as_u64().unwrap_or(u64::MAX),
@@ -254,7 +244,7 @@ fn prometheus_stores_what_the_relay_counts_while_rust_clients_hold_reservations(
     let nobody = libp2p::PeerId::random();
     assert!(block_on(watcher.dial_via(&relay.tcp_addr(), nobody)).is_err());
     eventually("Prometheus counts the refusal by reason", SETTLE, || {
-        let ctl = ctl_stats(&socket)["circuits"]["denied"]["no_reservation"].as_u64();
+        let ctl = relay.ctl(&["stats"])["circuits"]["denied"]["no_reservation"].as_u64();
         let stored =
             prometheus.value("bsv_p2p_circuits_denied_total{reason=\"no_reservation\"}")?;
         if ctl == Some(1) && stored == 1.0 {
@@ -330,7 +320,7 @@ fn prometheus_stores_what_the_relay_counts_while_rust_clients_hold_reservations(
 #[test]
 fn promtool_accepts_the_metrics_with_the_relay_up_and_down() {
     let relay = Relay::start(relay_config());
-    let health = Health::start(&socket_of(&relay));
+    let health = Health::start(&relay.socket());
     let _held = reserve(&relay, 2);
     let up = get(health.port, "/metrics");
     assert_eq!(up.code, 200);
@@ -397,7 +387,7 @@ fn promtool_accepts_the_metrics_with_the_relay_up_and_down() {
 #[test]
 fn the_sidecar_outlives_a_relay_restart_and_reconnects_by_itself() {
     let relay = Relay::start(relay_config());
-    let socket = socket_of(&relay);
+    let socket = relay.socket();
     let peer_id = relay.peer_id().to_string();
     let mut health = Health::start(&socket);
     let pid = health.pid();
@@ -476,7 +466,7 @@ fn the_sidecar_outlives_a_relay_restart_and_reconnects_by_itself() {
 #[test]
 fn status_has_the_guides_shape_and_unknown_routes_and_methods_get_json_errors() {
     let relay = Relay::start(relay_config());
-    let health = Health::start(&socket_of(&relay));
+    let health = Health::start(&relay.socket());
     let _held = reserve(&relay, 1);
 
     let status = eventually("/status shows the reservation", SETTLE, || {
@@ -547,7 +537,7 @@ fn the_guides_health_check_script_says_ok_warning_and_critical() {
     };
 
     let relay = Relay::start(relay_config());
-    let health = Health::start_on(&socket_of(&relay), GUIDE_PORT);
+    let health = Health::start_on(&relay.socket(), GUIDE_PORT);
     assert_eq!(
         run(),
         (Some(1), "WARNING: No connections".to_string()),

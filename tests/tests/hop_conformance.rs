@@ -10,16 +10,15 @@
 //! here: the relay runs no relay client transport, so no connection to it can
 //! be relayed.
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::task::block_on;
 use bsv_p2p_tests::client::timed;
 use bsv_p2p_tests::hop::{
-    self, frame, hop_type, payload, proto, read_exactly, read_until_end, status_of, wait_reset,
+    self, frame, hop_type, payload, read_exactly, read_until_end, status_of, wait_reset, wire,
     HopMessage, Limit, RawOptions, RawPeer, Status, StopMessage,
 };
-use bsv_p2p_tests::relay::{field, relay_bin};
+use bsv_p2p_tests::relay::field;
 use bsv_p2p_tests::Relay;
 use futures::AsyncWriteExt;
 use libp2p::core::SignedEnvelope;
@@ -62,34 +61,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-/// The relay's counters as `bsv-p2p-ctl stats --json` prints them.
-fn ctl_stats(relay: &Relay) -> Value {
-    ctl_json(relay, "stats")
-}
-
-/// What `bsv-p2p-ctl --json <command>` prints about the relay.
-fn ctl_json(relay: &Relay, command: &str) -> Value {
-    let ctl = relay_bin().with_file_name("bsv-p2p-ctl");
-    let out = Command::new(&ctl)
-        .arg("--socket")
-        .arg(relay.data_dir().join("relay.sock"))
-        .args(["--json", command])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ctl.display()));
-    assert!(
-        out.status.success(),
-        "bsv-p2p-ctl {command} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bsv-p2p-ctl --json {command} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 fn count(v: &Value) -> u64 {
@@ -170,7 +141,7 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
         let p = peer(&relay, false).await;
         let r = relay.peer_id();
 
-        let mut oversized = vec![0u8; proto::MAX_MESSAGE + 1];
+        let mut oversized = vec![0u8; wire::MAX_MESSAGE + 1];
         oversized[0] = 0x08; // type = RESERVE, then padding
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("bytes that are no protobuf", frame(&[0xff; 12])),
@@ -196,7 +167,7 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
                 frame(
                     &HopMessage {
                         kind: Some(hop_type::CONNECT),
-                        peer: Some(proto::Peer {
+                        peer: Some(wire::Peer {
                             id: b"not a peer id".to_vec(),
                             addrs: Vec::new(),
                         }),
@@ -230,7 +201,7 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
             .await
             .expect("a reservation after the bad requests");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         let denials = &stats["denials"];
         assert_eq!(count(&denials["malformed_message"]), malformed, "{stats}");
         assert_eq!(count(&denials["unexpected_message"]), 1, "{stats}");
@@ -257,7 +228,7 @@ fn circuit_to_oneself_is_permission_denied() {
             .expect("answer");
         expect_status(&reply, Status::PermissionDenied, "CONNECT to oneself");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["denied"]["self_circuit"]),
             1,
@@ -298,7 +269,7 @@ fn connect_to_a_peer_without_reservation_is_no_reservation() {
         let stop = bystander.next_stop(Duration::from_millis(300)).await;
         assert!(stop.is_err(), "the relay opened a stop stream anyway");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["denied"]["no_reservation"]),
             2,
@@ -339,7 +310,7 @@ fn reservations_over_the_total_or_per_peer_cap_are_refused() {
         a1.reserve_ok(r).await.expect("a renews at the cap");
         b.reserve_ok(r).await.expect("b renews at the cap");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         let res = &stats["reservations"];
         assert_eq!(count(&res["active"]), 2, "{stats}");
         assert_eq!(count(&res["created"]), 2, "{stats}");
@@ -398,7 +369,7 @@ fn circuits_over_the_total_or_per_peer_cap_are_resource_limit_exceeded() {
         let (reply, _) = s3.connect_via(r, d3.peer_id()).await.unwrap();
         expect_status(&reply, Status::ResourceLimitExceeded, "circuit over max");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         let denied = &stats["circuits"]["denied"];
         assert_eq!(count(&denied["peer_circuits_full"]), 2, "{stats}");
         assert_eq!(count(&denied["circuits_full"]), 1, "{stats}");
@@ -477,7 +448,7 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
             "destination answering garbage",
         );
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["denied"]["connection_failed"]),
             4,
@@ -532,14 +503,14 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
         let voucher = rsvp.voucher.expect("a voucher");
         let envelope = SignedEnvelope::from_protobuf_encoding(&voucher).expect("a signed envelope");
         let (body, key) = envelope
-            .payload_and_signing_key(proto::VOUCHER_DOMAIN.to_string(), &[0x03, 0x02])
+            .payload_and_signing_key(wire::VOUCHER_DOMAIN.to_string(), &[0x03, 0x02])
             .expect("domain libp2p-relay-rsvp, payload type 0x0302, valid signature");
         assert_eq!(
             key.to_peer_id(),
             relay.peer_id(),
             "signed by the relay's key"
         );
-        let (v_relay, v_peer, v_exp) = proto::decode_voucher(body).expect("voucher payload");
+        let (v_relay, v_peer, v_exp) = wire::decode_voucher(body).expect("voucher payload");
         assert_eq!(PeerId::from_bytes(&v_relay).unwrap(), relay.peer_id());
         assert_eq!(PeerId::from_bytes(&v_peer).unwrap(), p.peer_id());
         assert_eq!(
@@ -547,7 +518,7 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
             "the voucher expires with the reservation"
         );
         assert!(
-            envelope.verify(proto::VOUCHER_DOMAIN.to_string()),
+            envelope.verify(wire::VOUCHER_DOMAIN.to_string()),
             "the signature verifies"
         );
 
@@ -560,7 +531,7 @@ fn reservation_carries_expiry_addresses_and_a_voucher_signed_by_the_relay() {
         assert_eq!(fields.payload_type, [0x03, 0x02]);
         let mut signed = Vec::new();
         for part in [
-            proto::VOUCHER_DOMAIN.as_bytes(),
+            wire::VOUCHER_DOMAIN.as_bytes(),
             &fields.payload_type[..],
             &fields.payload[..],
         ] {
@@ -659,7 +630,7 @@ fn renewal_keeps_the_address_and_is_idempotent() {
         }
 
         // Still one reservation, and a is still reachable by it.
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(count(&stats["reservations"]["active"]), 1, "{stats}");
         assert_eq!(count(&stats["reservations"]["created"]), 1, "{stats}");
         assert_eq!(count(&stats["reservations"]["renewed"]), 3, "{stats}");
@@ -696,7 +667,7 @@ fn reservation_ends_when_the_peer_disconnects() {
         let (reply, _) = src.connect_via(r, a.peer_id()).await.unwrap();
         expect_status(&reply, Status::NoReservation, "CONNECT after the peer left");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(count(&stats["reservations"]["active"]), 0, "{stats}");
         assert_eq!(count(&stats["reservations"]["closed"]), 1, "{stats}");
         assert_eq!(
@@ -833,7 +804,7 @@ fn data_limit_counts_each_direction_on_its_own_to_the_byte() {
         assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(0), "{closed}");
         assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(MIB), "{closed}");
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["closedByReason"]["data_limit"]),
             2,
@@ -921,7 +892,7 @@ fn duration_limit_resets_the_circuit_after_its_duration_not_before() {
             (2000..3000).contains(&ms),
             "durationMs {ms} for a 2 s limit: {closed}"
         );
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["closedByReason"]["duration_limit"]),
             1,
@@ -957,7 +928,7 @@ fn reservation_expires_after_its_ttl() {
             Status::NoReservation,
             "CONNECT after the reservation expired",
         );
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(count(&stats["reservations"]["expired"]), 1, "{stats}");
         assert_eq!(count(&stats["reservations"]["active"]), 0, "{stats}");
         // A fresh reservation on the same connection is a new one.
@@ -980,7 +951,7 @@ fn a_circuit_closed_by_both_ends_reports_its_bytes_each_way() {
         assert!(got == back);
 
         // The live circuit is listed with its counts.
-        let listed = ctl_json(&relay, "circuits");
+        let listed = relay.ctl(&["circuits"]);
         let entry = listed
             .get("circuits")
             .unwrap_or(&listed)
@@ -1022,7 +993,7 @@ fn a_circuit_closed_by_both_ends_reports_its_bytes_each_way() {
         assert_eq!(field(&closed, "reason"), "done", "{closed}");
         assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(100_000), "{closed}");
         assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(71_000), "{closed}");
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["closedByReason"]["done"]),
             1,
@@ -1087,7 +1058,7 @@ fn silent_peers_are_given_up_on_after_the_request_timeout() {
             "the relay closed the silent stream after only {closed_at:?}"
         );
 
-        let stats = ctl_stats(&relay);
+        let stats = relay.ctl(&["stats"]);
         assert_eq!(
             count(&stats["circuits"]["denied"]["connection_failed"]),
             1,

@@ -81,10 +81,6 @@ impl<S> Circuits<S> {
         self.by_id.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Circuits that carry bytes.
     pub fn established(&self) -> usize {
         self.established
@@ -245,7 +241,7 @@ mod tests {
         assert_eq!((t.len(), t.held_by(&a), t.held_by(&b)), (1, 1, 1));
         assert!(t.release(first).is_none(), "a second release is a no-op");
         t.release(second).unwrap();
-        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
         assert!(t.per_peer.is_empty(), "no zero counts are kept");
     }
 

@@ -3,9 +3,8 @@
 //! plug in here by implementing [`Gate`]; the relay consults it for both
 //! reserve and connect and reports every refusal with its reason.
 
+use bsv_p2p_wire::Status;
 use libp2p::{Multiaddr, PeerId};
-
-use super::proto::Status;
 
 /// Why a request was refused: the status sent to the peer and the reason
 /// counted and logged.
@@ -13,8 +12,6 @@ use super::proto::Status;
 pub enum Refusal {
     /// Reserve or connect arrived over a relayed connection.
     RelayedConnection,
-    /// Refused by access control.
-    AccessDenied,
     /// Refused by a rate limit.
     RateLimited,
     /// All reservation slots are taken.
@@ -39,9 +36,7 @@ impl Refusal {
     /// The status code the spec gives for this refusal.
     pub fn status(self) -> Status {
         match self {
-            Self::RelayedConnection | Self::AccessDenied | Self::SelfCircuit => {
-                Status::PermissionDenied
-            }
+            Self::RelayedConnection | Self::SelfCircuit => Status::PermissionDenied,
             Self::ReservationsFull | Self::PeerReservationsFull => Status::ReservationRefused,
             Self::RateLimited | Self::CircuitsFull | Self::PeerCircuitsFull => {
                 Status::ResourceLimitExceeded

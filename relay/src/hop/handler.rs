@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bsv_p2p_wire::{HOP_PROTOCOL, STOP_PROTOCOL};
 use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
@@ -15,7 +16,6 @@ use libp2p::swarm::{
     ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol,
 };
 
-use super::proto::{HOP_PROTOCOL, STOP_PROTOCOL};
 use super::CircuitId;
 
 /// How long the destination gets to accept a stop stream.

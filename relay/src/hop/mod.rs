@@ -19,7 +19,6 @@ pub mod circuit;
 pub mod circuits;
 pub mod gate;
 pub mod handler;
-pub mod proto;
 pub mod reservations;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bsv_p2p_wire as wire;
 use futures::channel::{mpsc, oneshot};
 use futures::future::Shared;
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
@@ -47,8 +47,8 @@ use circuits::Circuits;
 use crate::config::{CircuitLimits, HopConfig, RequestRate};
 use gate::{Gate, Refusal};
 use handler::{FromBehaviour, Handler, ToBehaviour};
-use proto::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessage};
 use reservations::{Grant, Reservations};
+use wire::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessage};
 
 /// How long a peer gets to send its request, and the destination its stop reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -444,18 +444,18 @@ impl Behaviour {
         }
 
         let addrs: Vec<Vec<u8>> = self.relay_addrs().iter().map(|a| a.to_vec()).collect();
-        let voucher = proto::encode_voucher(&self.local.to_bytes(), &peer.to_bytes(), expires);
+        let voucher = wire::encode_voucher(&self.local.to_bytes(), &peer.to_bytes(), expires);
         let voucher = SignedEnvelope::new(
             &self.key,
-            proto::VOUCHER_DOMAIN.to_string(),
-            proto::VOUCHER_PAYLOAD_TYPE.to_vec(),
+            wire::VOUCHER_DOMAIN.to_string(),
+            wire::VOUCHER_PAYLOAD_TYPE.to_vec(),
             voucher,
         )
         .ok()
         .map(SignedEnvelope::into_protobuf_encoding);
         let reply = HopMessage {
             kind: Some(hop_type::STATUS),
-            reservation: Some(proto::Reservation {
+            reservation: Some(wire::Reservation {
                 expire: expires,
                 addrs,
                 voucher,
@@ -680,12 +680,12 @@ async fn read_request(
     mut stream: Stream,
     reports: mpsc::UnboundedSender<Report>,
 ) {
-    let msg =
-        match async_std::future::timeout(REQUEST_TIMEOUT, proto::read_frame(&mut stream)).await {
-            Ok(Ok(bytes)) => HopMessage::decode(&bytes).map_err(|e| ReadError::Malformed(e.0)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ReadError::Io(std::io::ErrorKind::TimedOut.into())),
-        };
+    let msg = match async_std::future::timeout(REQUEST_TIMEOUT, wire::read_frame(&mut stream)).await
+    {
+        Ok(Ok(bytes)) => HopMessage::decode(&bytes).map_err(|e| ReadError::Malformed(e.0)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ReadError::Io(std::io::ErrorKind::TimedOut.into())),
+    };
     let _ = reports.unbounded_send(Report::Request(Box::new(Request {
         peer,
         conn,
@@ -740,7 +740,7 @@ async fn run_circuit(task: CircuitTask, reports: mpsc::UnboundedSender<Report>) 
         ..Default::default()
     }
     .encode();
-    if proto::write_frame(&mut src_stream, &ok).await.is_err() {
+    if wire::write_frame(&mut src_stream, &ok).await.is_err() {
         let _ = reports.unbounded_send(Report::Ended(id, End::Reset));
         return;
     }
@@ -755,7 +755,7 @@ async fn run_circuit(task: CircuitTask, reports: mpsc::UnboundedSender<Report>) 
 /// loses the answer.
 async fn answer_and_close(mut stream: Stream, msg: Vec<u8>) {
     let _ = async_std::future::timeout(REQUEST_TIMEOUT, async {
-        proto::write_frame(&mut stream, &msg).await?;
+        wire::write_frame(&mut stream, &msg).await?;
         stream.close().await
     })
     .await;
@@ -765,7 +765,7 @@ async fn answer_and_close(mut stream: Stream, msg: Vec<u8>) {
 async fn stop_handshake(stop: &mut Stream, src: PeerId, limit: Option<Limit>) -> bool {
     let msg = StopMessage {
         kind: Some(stop_type::CONNECT),
-        peer: Some(proto::Peer {
+        peer: Some(wire::Peer {
             id: src.to_bytes(),
             addrs: Vec::new(),
         }),
@@ -773,10 +773,10 @@ async fn stop_handshake(stop: &mut Stream, src: PeerId, limit: Option<Limit>) ->
         status: None,
     }
     .encode();
-    if proto::write_frame(stop, &msg).await.is_err() {
+    if wire::write_frame(stop, &msg).await.is_err() {
         return false;
     }
-    match proto::read_frame(stop)
+    match wire::read_frame(stop)
         .await
         .map(|b| StopMessage::decode(&b))
     {

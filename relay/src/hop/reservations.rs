@@ -44,10 +44,6 @@ impl Reservations {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Reservations `peer` holds, one per connection.
     pub fn held_by(&self, peer: &PeerId) -> usize {
         self.by_peer.get(peer).map_or(0, Vec::len)
@@ -198,7 +194,7 @@ mod tests {
             r.expire(t0 + TTL + Duration::from_secs(1000)),
             [(peer, conn(1))]
         );
-        assert!(r.is_empty() && r.deadlines.is_empty());
+        assert!(r.len() == 0 && r.deadlines.is_empty());
     }
 
     #[test]
@@ -222,7 +218,7 @@ mod tests {
             "a closed reservation's deadline goes too"
         );
         assert!(r.close(peer, conn(1)));
-        assert!(r.is_empty() && r.deadlines.is_empty() && r.by_peer.is_empty());
+        assert!(r.len() == 0 && r.deadlines.is_empty() && r.by_peer.is_empty());
     }
 
     #[test]

@@ -362,12 +362,17 @@ pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, Read
     Err(ReadError::Malformed("length prefix is not a varint"))
 }
 
-/// Writes one length-prefixed message and flushes it.
-pub async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> io::Result<()> {
+/// `msg` behind its unsigned-varint length prefix, as [`write_frame`] sends it.
+pub fn encode_frame(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + 3);
     put_varint(&mut out, msg.len() as u64);
     out.extend_from_slice(msg);
-    s.write_all(&out).await?;
+    out
+}
+
+/// Writes one length-prefixed message and flushes it.
+pub async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> io::Result<()> {
+    s.write_all(&encode_frame(msg)).await?;
     s.flush().await
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use bsv_p2p_relay::hop::proto as hop;
+use bsv_p2p_wire as wire;
 use futures::channel::mpsc;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::core::SignedEnvelope;
@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::{EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE};
 
 const PING: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
-const HOP: StreamProtocol = StreamProtocol::new(hop::HOP_PROTOCOL);
+const HOP: StreamProtocol = StreamProtocol::new(wire::HOP_PROTOCOL);
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// dial a relay (any libp2p relay) and report identify, ping RTTs and optionally a reservation
@@ -141,7 +141,7 @@ async fn probe(addr: Multiaddr, args: &Ping, json: bool) -> Result<ExitCode, (u8
         }
     };
     let protocols: Vec<String> = info.protocols.iter().map(ToString::to_string).collect();
-    let hop_offered = protocols.iter().any(|p| p == hop::HOP_PROTOCOL);
+    let hop_offered = protocols.iter().any(|p| p == wire::HOP_PROTOCOL);
     if json {
         println!(
             "{}",
@@ -232,26 +232,26 @@ async fn reserve(
             format!("reservation: hop protocol refused: {e}"),
         )
     })?;
-    let request = hop::HopMessage {
-        kind: Some(hop::hop_type::RESERVE),
+    let request = wire::HopMessage {
+        kind: Some(wire::hop_type::RESERVE),
         ..Default::default()
     }
     .encode();
     let reply = async {
-        hop::write_frame(&mut stream, &request)
+        wire::write_frame(&mut stream, &request)
             .await
             .map_err(|e| e.to_string())?;
-        let bytes = hop::read_frame(&mut stream)
+        let bytes = wire::read_frame(&mut stream)
             .await
             .map_err(|e| e.to_string())?;
-        hop::HopMessage::decode(&bytes).map_err(|e| e.to_string())
+        wire::HopMessage::decode(&bytes).map_err(|e| e.to_string())
     };
     let reply = async_std::future::timeout(STEP_TIMEOUT, reply)
         .await
         .map_err(|_| (EXIT_FAILED, "reservation: no reply within 10 s".to_string()))?
         .map_err(|e| (EXIT_FAILED, format!("reservation: {e}")))?;
-    let status = reply.status.and_then(hop::Status::from_code);
-    if status != Some(hop::Status::Ok) {
+    let status = reply.status.and_then(wire::Status::from_code);
+    if status != Some(wire::Status::Ok) {
         let name = status.map_or_else(
             || format!("{:?}", reply.status),
             |s| s.as_str().to_uppercase(),
@@ -319,15 +319,16 @@ fn check_voucher(bytes: &[u8], relay: PeerId, expire: u64) -> String {
     let Ok(envelope) = SignedEnvelope::from_protobuf_encoding(bytes) else {
         return "unreadable envelope".into();
     };
-    let Ok((payload, key)) = envelope
-        .payload_and_signing_key(hop::VOUCHER_DOMAIN.to_string(), &hop::VOUCHER_PAYLOAD_TYPE)
-    else {
+    let Ok((payload, key)) = envelope.payload_and_signing_key(
+        wire::VOUCHER_DOMAIN.to_string(),
+        &wire::VOUCHER_PAYLOAD_TYPE,
+    ) else {
         return "bad signature or wrong domain".into();
     };
     if key.to_peer_id() != relay {
         return "signed by another key".into();
     }
-    match hop::decode_voucher(payload) {
+    match wire::decode_voucher(payload) {
         Ok((r, _, exp)) if r == relay.to_bytes() && exp == expire => {
             "valid (signed by the relay)".into()
         }
