@@ -3,7 +3,6 @@
 //! that falls behind or stops reading is cut off without ever slowing the
 //! relay that publishes.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_std::future::timeout;
 use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::*;
-use common::*;
+use bsv_p2p_proto::testing::*;
 use futures::StreamExt;
 use serde_json::json;
 

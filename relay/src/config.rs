@@ -484,7 +484,7 @@ fn validate(raw: file::ConfigFile) -> Result<Config, Invalid> {
         }
         Some(p) => expand_home(&p)
             .ok_or_else(|| invalid("control.socket", "starts with ~ but $HOME is not set"))?,
-        None => data_dir.join("relay.sock"),
+        None => data_dir.join(bsv_p2p_proto::SOCKET_FILE),
     };
     if control_socket.as_os_str().len() > 100 {
         // Without control.socket the path comes from dataDir: blame that key.

@@ -13,6 +13,5 @@ pub mod journal;
 pub mod ledger;
 pub mod logging;
 pub mod ping;
-pub mod process;
 pub mod relay;
 pub mod snapshot;
