@@ -258,7 +258,10 @@ fn counter(value: Value, metric: prometheus_client::encoding::MetricEncoder) -> 
 /// The family a counter sample belongs to: its name less `_total`, which
 /// the encoder appends.
 fn family_of(name: &str) -> &str {
-    debug_assert!(name.ends_with("_total"), "counter {name} must end in _total");
+    debug_assert!(
+        name.ends_with("_total"),
+        "counter {name} must end in _total"
+    );
     name.strip_suffix("_total").unwrap_or(name)
 }
 
@@ -370,7 +373,10 @@ mod tests {
         let (kind, text) = render(None);
         assert_eq!(kind, TEXT);
         assert!(text.contains("# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total 7\n"), "{text}");
-        assert!(text.contains("# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"), "{text}");
+        assert!(
+            text.contains("# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "{text}");
     }
 
@@ -380,15 +386,24 @@ mod tests {
             "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
         ));
         assert_eq!(kind, OPENMETRICS);
-        assert!(text.contains("# TYPE x_requests counter\nx_requests_total 7\n"), "{text}");
+        assert!(
+            text.contains("# TYPE x_requests counter\nx_requests_total 7\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
     fn label_values_are_escaped() {
         let (_, text) = render(None);
-        assert!(text.contains("x_errors_total{kind=\"listener\"} 4\n"), "{text}");
-        assert!(text.contains("x_errors_total{kind=\"journal_\\\"write\\\"\\n\"} 1\n"), "{text}");
+        assert!(
+            text.contains("x_errors_total{kind=\"listener\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_errors_total{kind=\"journal_\\\"write\\\"\\n\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -402,8 +417,14 @@ mod tests {
         bucket("0.005", 2);
         bucket("5.0", 2);
         bucket("+Inf", 3);
-        assert!(text.contains("x_seconds_count{method=\"status\"} 3\n"), "{text}");
-        assert!(text.contains("x_seconds_sum{method=\"status\"} 10.00305"), "{text}");
+        assert!(
+            text.contains("x_seconds_count{method=\"status\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_seconds_sum{method=\"status\"} 10.00305"),
+            "{text}"
+        );
     }
 
     #[test]

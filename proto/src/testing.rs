@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::*;
 use async_std::io::BufReader;
 use async_std::os::unix::net::UnixStream;
 use async_std::prelude::*;
 use async_std::task::JoinHandle;
-use crate::*;
 use serde_json::Value;
 
 /// A directory removed when dropped.
@@ -60,7 +60,11 @@ impl Relay {
     }
 
     /// A server whose commands go wherever `relay` sends them.
-    pub async fn start_with(config: ServerConfig, feed: Feed, relay: impl FnOnce(Commands)) -> Self {
+    pub async fn start_with(
+        config: ServerConfig,
+        feed: Feed,
+        relay: impl FnOnce(Commands),
+    ) -> Self {
         let path = config.path.clone();
         let (listener, commands) = Listener::bind(config, feed.clone()).await.unwrap();
         relay(commands);

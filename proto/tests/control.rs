@@ -2,7 +2,6 @@
 //! method end to end, every kind of bad input, the client cap, idle clients,
 //! a stuck relay, shutdown, and how the socket path is claimed.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
@@ -10,8 +9,8 @@ use async_std::os::unix::net::UnixListener;
 use async_std::prelude::*;
 use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::server::BindError;
-use bsv_p2p_proto::*;
 use bsv_p2p_proto::testing::*;
+use bsv_p2p_proto::*;
 use serde_json::json;
 
 #[async_std::test]

@@ -3,13 +3,12 @@
 //! method for a read-only client and refuses every changing one with
 //! -32006 before the relay ever sees it, and gives admin by uid or by gid.
 
-
 use std::sync::{Arc, Mutex};
 
 use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::server::Admins;
-use bsv_p2p_proto::*;
 use bsv_p2p_proto::testing::*;
+use bsv_p2p_proto::*;
 use serde_json::json;
 
 /// Nobody is admin: this test process, whoever runs it, is read-only.

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::access::Caller;
 use super::command::Command;
 use super::subscription::Subscription;
-use super::{ServerConfig, Feed};
+use super::{Feed, ServerConfig};
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Request, Response, RpcError};
 use crate::methods::{

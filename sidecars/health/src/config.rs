@@ -320,8 +320,8 @@ mod tests {
     #[test]
     fn the_connection_cap_must_fit_the_open_file_limit() {
         let home = env_of(&[("HOME", "/h")]);
-        let e =
-            HealthConfig::resolve(&args(&["--max-connections", "1000"]), &home, Some(1024)).unwrap_err();
+        let e = HealthConfig::resolve(&args(&["--max-connections", "1000"]), &home, Some(1024))
+            .unwrap_err();
         assert_eq!(
             e,
             "--max-connections: 1000 connections and the sidecar's own 64 descriptors do not \
@@ -345,7 +345,9 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(HealthConfig::resolve(&args(&["--max-connections", "960"]), &home, Some(1024)).is_ok());
+        assert!(
+            HealthConfig::resolve(&args(&["--max-connections", "960"]), &home, Some(1024)).is_ok()
+        );
         assert!(HealthConfig::resolve(&args(&["--max-connections", "60000"]), &home, None).is_ok());
     }
 
@@ -380,7 +382,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.socket, PathBuf::from("/var/lib/bsv-p2p/relay.sock"));
-        let c = HealthConfig::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")]), None).unwrap();
+        let c = HealthConfig::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")]), None)
+            .unwrap();
         assert_eq!(c.socket, PathBuf::from("/srv/relay/relay.sock"));
     }
 

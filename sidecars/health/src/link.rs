@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::{self, Receiver, Sender};
 use async_std::task;
-use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::exposition::{latency_histogram, Histogram};
+use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::{Backoff, Client, Error, Options, StatsResult, StatusResult};
 
 /// Reconnect backoff: from this, doubling, jittered.
