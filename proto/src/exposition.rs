@@ -129,14 +129,7 @@ impl Figures<'_> {
         label: &str,
         samples: impl IntoIterator<Item = (L, V)>,
     ) -> fmt::Result {
-        self.family(
-            name,
-            help,
-            MetricType::Gauge,
-            samples
-                .into_iter()
-                .map(|(text, v)| (vec![(label, text)], v)),
-        )
+        self.labelled(name, help, MetricType::Gauge, label, samples)
     }
 
     /// A counter family: one sample per value of `label`.
@@ -147,14 +140,21 @@ impl Figures<'_> {
         label: &str,
         samples: impl IntoIterator<Item = (L, V)>,
     ) -> fmt::Result {
-        self.family(
-            name,
-            help,
-            MetricType::Counter,
-            samples
-                .into_iter()
-                .map(|(text, v)| (vec![(label, text)], v)),
-        )
+        self.labelled(name, help, MetricType::Counter, label, samples)
+    }
+
+    fn labelled<L: AsRef<str>, V: Into<Value>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        label: &str,
+        samples: impl IntoIterator<Item = (L, V)>,
+    ) -> fmt::Result {
+        let samples = samples
+            .into_iter()
+            .map(|(text, v)| (vec![(label, text)], v));
+        self.family(name, help, kind, samples)
     }
 
     /// A gauge or counter family whose samples carry any labels.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::relay::workspace_dir;
+use crate::relay::release_bin;
 use crate::scratch::ScratchDir;
 
 /// The tests' `--max-age`: readings at most this old, so that changes show soon.
@@ -23,10 +23,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Path of `bsv-p2p-health` in the workspace's release build.
 pub fn health_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = target.join("release").join("bsv-p2p-health");
+    let bin = release_bin("bsv-p2p-health");
     assert!(
         bin.is_file(),
         "{} is missing: run `cargo build --release -p bsv-p2p-health -p bsv-p2p-relay` first",
