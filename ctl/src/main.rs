@@ -282,9 +282,9 @@ fn socket_path(args: &Args) -> Result<PathBuf, String> {
         return Ok(s.clone());
     }
     if let Some(d) = &args.data_dir {
-        return Ok(d.join("relay.sock"));
+        return Ok(d.join(proto::SOCKET_FILE));
     }
     let home =
         std::env::var_os("HOME").ok_or("no --socket or --data-dir given and $HOME is not set")?;
-    Ok(PathBuf::from(home).join(".bsv-p2p/relay/relay.sock"))
+    Ok(proto::default_socket(home))
 }

@@ -16,6 +16,15 @@
 //!   event stream.
 //! - [`journal`]: the trait the relay's on-disk journal implements so that
 //!   subscribers can resume.
+//! - [`process`]: a process's figures from `/proc` (CPU, memory, threads,
+//!   descriptors), for the relay's `stats`, the sidecars' `process_*`
+//!   metrics and the tests.
+//! - [`backoff`]: the reconnect backoff every client of the socket uses.
+//! - `exposition` (feature `exposition`): figures written in the Prometheus
+//!   exposition formats through the `prometheus-client` crate, the same way
+//!   for every sidecar.
+//! - `testing` (feature `testing`): a stand-in relay for tests, built from
+//!   this crate's own [`Listener`] and [`MemoryJournal`].
 //!
 //! The crate root re-exports everything a relay or sidecar names, including
 //! the method markers (`methods::Status`, …). One name is taken twice:
@@ -25,23 +34,30 @@
 //! No libp2p and no HTTP here: peer ids and multiaddrs travel as strings.
 //! `README.md` beside this crate documents the wire protocol itself.
 
+pub mod backoff;
 pub mod client;
 pub mod event;
+#[cfg(feature = "exposition")]
+pub mod exposition;
 mod framing;
 pub mod journal;
 pub mod jsonrpc;
 pub mod methods;
+pub mod process;
 pub mod server;
 pub mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod vocabulary;
 
+pub use backoff::Backoff;
 pub use client::{Client, Error, Options, Subscription};
 pub use event::{Event, EventKind};
 pub use journal::{Journal, MemoryJournal, Read};
 pub use jsonrpc::RpcError;
 pub use methods::*;
-pub use server::{BindError, Command, Commands, Config, Feed, Listener, Reply};
+pub use server::{BindError, Command, Commands, Feed, Listener, Reply, ServerConfig};
 pub use shutdown::{Shutdown, Trigger};
 pub use time::Timestamp;
 pub use vocabulary::{CircuitEnd, DenialReason, Direction, Role, Transport};
@@ -58,3 +74,16 @@ pub const PROTOCOL_VERSION: &str = "1.1";
 /// The longest line the server reads, newline excluded. A longer request is
 /// discarded without being buffered and answered with -32600.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// The control socket's file name in the relay's data directory: the relay
+/// listens at `<dataDir>/relay.sock` unless `control.socket` says otherwise,
+/// and every client (sidecars, `bsv-p2p-ctl`) looks there by default.
+pub const SOCKET_FILE: &str = "relay.sock";
+
+/// The relay's default data directory, relative to `$HOME`.
+pub const DATA_DIR_IN_HOME: &str = ".bsv-p2p/relay";
+
+/// The default control socket under `home`: `<home>/.bsv-p2p/relay/relay.sock`.
+pub fn default_socket(home: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+    home.as_ref().join(DATA_DIR_IN_HOME).join(SOCKET_FILE)
+}

@@ -2,8 +2,6 @@
 //! method end to end, every kind of bad input, the client cap, idle clients,
 //! a stuck relay, shutdown, and how the socket path is claimed.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
@@ -11,8 +9,8 @@ use async_std::os::unix::net::UnixListener;
 use async_std::prelude::*;
 use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::server::BindError;
+use bsv_p2p_proto::testing::*;
 use bsv_p2p_proto::*;
-use common::*;
 use serde_json::json;
 
 #[async_std::test]
@@ -229,7 +227,7 @@ async fn clients_over_the_cap_are_told_why_and_closed() {
 }
 
 /// A config whose clients are closed after `idle` without a request.
-fn idle_config(path: &std::path::Path, idle: Duration) -> Config {
+fn idle_config(path: &std::path::Path, idle: Duration) -> ServerConfig {
     let mut config = config(path);
     config.idle_timeout = idle;
     config

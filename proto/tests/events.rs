@@ -3,15 +3,13 @@
 //! that falls behind or stops reading is cut off without ever slowing the
 //! relay that publishes.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_std::future::timeout;
 use bsv_p2p_proto::jsonrpc::code;
+use bsv_p2p_proto::testing::*;
 use bsv_p2p_proto::*;
-use common::*;
 use futures::StreamExt;
 use serde_json::json;
 

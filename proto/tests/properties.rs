@@ -8,12 +8,10 @@
 //! stays quick; `PROPTEST_CASES=1000000` runs any number of them (README.md,
 //! "Tests").
 
-mod common;
-
 use async_std::prelude::*;
 use bsv_p2p_proto::jsonrpc::{self, code, Request};
+use bsv_p2p_proto::testing::*;
 use bsv_p2p_proto::*;
-use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{json, Map, Value};

@@ -3,18 +3,16 @@
 //! method for a read-only client and refuses every changing one with
 //! -32006 before the relay ever sees it, and gives admin by uid or by gid.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use bsv_p2p_proto::jsonrpc::code;
 use bsv_p2p_proto::server::Admins;
+use bsv_p2p_proto::testing::*;
 use bsv_p2p_proto::*;
-use common::*;
 use serde_json::json;
 
 /// Nobody is admin: this test process, whoever runs it, is read-only.
-fn read_only_config(path: &std::path::Path) -> Config {
+fn read_only_config(path: &std::path::Path) -> ServerConfig {
     let mut config = config(path);
     config.admins = Admins {
         uids: vec![],
@@ -24,7 +22,7 @@ fn read_only_config(path: &std::path::Path) -> Config {
 }
 
 /// A relay that answers like [`answer`] and records the methods it got.
-async fn recording_relay(config: Config) -> (Relay, Arc<Mutex<Vec<&'static str>>>) {
+async fn recording_relay(config: ServerConfig) -> (Relay, Arc<Mutex<Vec<&'static str>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let relay = Relay::start_with(config, feed(10), |commands| {
         let seen = seen.clone();

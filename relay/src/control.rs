@@ -17,7 +17,8 @@ use crate::config::RelayConfig;
 use crate::hop::{self, circuit::End, gate::Refusal};
 use crate::journal::Journal;
 use crate::ledger::{self, Ledger};
-use crate::{process, snapshot};
+use crate::snapshot;
+use proto::process;
 
 /// What the swarm loop knows beyond the swarm itself.
 pub struct Context<'a> {
@@ -65,7 +66,7 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
         *by_direction.entry(d).or_default() += n;
         *by_transport.entry(Transport::from(t)).or_default() += n;
     }
-    let usage = process::usage();
+    let usage = process::own().unwrap_or_default();
     proto::StatsResult {
         uptime_secs: cx.uptime(),
         connections: proto::ConnectionStats {
@@ -108,7 +109,7 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         process: proto::ProcessStats {
-            rss_bytes: usage.rss_bytes,
+            rss_bytes: usage.resident_bytes,
             cpu_seconds: usage.cpu_seconds,
             open_fds: usage.open_fds,
             threads: usage.threads,

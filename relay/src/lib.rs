@@ -23,6 +23,5 @@ mod journal;
 mod ledger;
 pub mod logging;
 mod ping;
-mod process;
 pub mod relay;
 mod snapshot;

@@ -94,7 +94,7 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         config.journal_max_bytes,
     )?);
     let feed = proto::Feed::new(journal.clone());
-    let mut socket_config = proto::Config::new(
+    let mut socket_config = proto::ServerConfig::new(
         config.control_socket.clone(),
         format!("bsv-p2p-relay/{}", env!("CARGO_PKG_VERSION")),
     );

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 pub fn rss(pid: u32) -> u64 {
     crate::procfs::usage(pid)
         .unwrap_or_else(|| panic!("process {pid} is gone"))
-        .rss_bytes
+        .resident_bytes
 }
 
 pub const MIB: u64 = 1 << 20;

@@ -12,18 +12,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::relay::workspace_dir;
+use crate::relay::release_bin;
 use crate::scratch::ScratchDir;
+
+/// The tests' `--max-age`: readings at most this old, so that changes show soon.
+const TEST_MAX_AGE_MS: u64 = 100;
 
 /// How long a started sidecar gets to answer `/livez`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Path of `bsv-p2p-health` in the workspace's release build.
 pub fn health_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = target.join("release").join("bsv-p2p-health");
+    let bin = release_bin("bsv-p2p-health");
     assert!(
         bin.is_file(),
         "{} is missing: run `cargo build --release -p bsv-p2p-health -p bsv-p2p-relay` first",
@@ -157,26 +157,35 @@ impl Health {
     }
 
     pub fn start_on(socket: &Path, port: u16) -> Health {
-        Health::spawn(socket, port, None)
+        Health::spawn(socket, port, None, Some(TEST_MAX_AGE_MS))
+    }
+
+    /// Started with `--max-age max_age` (None: the sidecar's own default),
+    /// as the benchmark runs it.
+    pub fn start_with_max_age(socket: &Path, max_age: Option<u64>) -> Health {
+        Health::spawn(socket, free_port(), None, max_age)
     }
 
     /// Started with its soft limit on open files (`ulimit -n`) set to
     /// `limit`, as a container might run it.
     pub fn start_with_open_files(socket: &Path, limit: u64) -> Health {
-        Health::spawn(socket, free_port(), Some(limit))
+        Health::spawn(socket, free_port(), Some(limit), Some(TEST_MAX_AGE_MS))
     }
 
-    fn spawn(socket: &Path, port: u16, open_files: Option<u64>) -> Health {
+    fn spawn(socket: &Path, port: u16, open_files: Option<u64>, max_age: Option<u64>) -> Health {
         let dir = ScratchDir::new("health");
         let log = std::fs::File::create(dir.join("health.log")).expect("log file");
         let mut command = Command::new(health_bin());
         command
             .arg("--socket")
             .arg(socket)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--max-age", "100"])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
+        if let Some(ms) = max_age {
+            command.args(["--max-age", &ms.to_string()]);
+        }
         if let Some(limit) = open_files {
             // SAFETY: between fork and exec the child only calls getrlimit
             // and setrlimit, both async-signal-safe.

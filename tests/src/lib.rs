@@ -2,7 +2,7 @@
 //! as a fixture ([`relay::Relay`]), rust-libp2p client peers driven from tests
 //! ([`client::Client`]), the byte probes pushed through circuits
 //! ([`probes`]), the health sidecar ([`health::Health`]) and process resource
-//! readings ([`procfs`]).
+//! readings ([`procfs`], proto's one `/proc` reader).
 
 pub mod attack;
 pub mod bot;
@@ -13,7 +13,7 @@ pub mod holder;
 pub mod hop;
 pub mod jsonlog;
 pub mod probes;
-pub mod procfs;
+pub use bsv_p2p_proto::process as procfs;
 pub mod prometheus;
 pub mod relay;
 pub mod report;

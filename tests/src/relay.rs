@@ -23,6 +23,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Loopback listeners on free ports: TCP and WebSocket.
 pub const LOOPBACK_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"];
 
+/// Path of `name` in the workspace's release build (`$CARGO_TARGET_DIR`
+/// honoured), whether or not it is built.
+pub fn release_bin(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+        .join("release")
+        .join(name)
+}
+
 /// Path of the relay binary: `$BSV_P2P_RELAY_BIN`, else the workspace's
 /// release build. Panics with the build command when it is missing.
 pub fn relay_bin() -> PathBuf {
@@ -35,10 +45,7 @@ pub fn relay_bin() -> PathBuf {
         );
         return bin;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = target.join("release").join("bsv-p2p-relay");
+    let bin = release_bin("bsv-p2p-relay");
     assert!(
         bin.is_file(),
         "the relay binary {} is missing: run `cargo build --release -p bsv-p2p-relay` first \

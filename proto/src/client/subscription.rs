@@ -17,7 +17,6 @@ use std::time::Duration;
 use async_std::future::timeout;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use serde_json::Value;
 
 use super::connection::{Conn, Exchange};
@@ -25,7 +24,7 @@ use super::{Error, Options};
 use crate::framing::Frame;
 use crate::jsonrpc::Incoming;
 use crate::methods::{Method, Subscribe, SubscribeParams, SubscribeResult, EVENT};
-use crate::Event;
+use crate::{Backoff, Event};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
@@ -47,7 +46,7 @@ impl Subscription {
             kinds,
             next: from_seq,
             conn: None,
-            retry: FIRST_RETRY,
+            retry: Backoff::new(FIRST_RETRY, LAST_RETRY),
             reported: false,
             ended: false,
         };
@@ -77,8 +76,8 @@ struct Cursor {
     /// The next sequence number wanted; None until the relay first says.
     next: Option<u64>,
     conn: Option<Conn>,
-    /// The wait before the next reconnect attempt.
-    retry: Duration,
+    /// The waits between reconnect attempts.
+    retry: Backoff,
     /// An outage was already reported.
     reported: bool,
     ended: bool,
@@ -88,8 +87,7 @@ impl Cursor {
     async fn next_event(&mut self) -> Option<Result<Event, Error>> {
         while !self.ended {
             let Some(conn) = self.conn.as_mut() else {
-                async_std::task::sleep(jitter(self.retry)).await;
-                self.retry = (self.retry * 2).min(LAST_RETRY);
+                async_std::task::sleep(self.retry.next_wait()).await;
                 if let Err(e) = self.resubscribe().await {
                     if let Some(report) = self.report(e) {
                         return Some(Err(report));
@@ -186,7 +184,7 @@ impl Cursor {
         // numbers seen before mean nothing now.
         self.next = Some(result.next_seq);
         self.conn = Some(conn);
-        self.retry = FIRST_RETRY;
+        self.retry.reset();
         self.reported = false;
         Ok(())
     }
@@ -204,11 +202,4 @@ impl Cursor {
         self.reported = true;
         Some(error)
     }
-}
-
-/// Somewhere in the upper half of `delay`, so that sidecars cut off together
-/// do not come back together.
-fn jitter(delay: Duration) -> Duration {
-    let half = delay / 2;
-    half + half.mul_f64(rand::thread_rng().gen::<f64>())
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::access::Caller;
 use super::command::Command;
 use super::subscription::Subscription;
-use super::{Config, Feed};
+use super::{Feed, ServerConfig};
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Request, Response, RpcError};
 use crate::methods::{
@@ -33,7 +33,7 @@ use crate::{Shutdown, MAX_LINE, PROTOCOL_VERSION};
 pub(super) struct Connection {
     pub(super) caller: Caller,
     pub(super) stream: UnixStream,
-    pub(super) config: Arc<Config>,
+    pub(super) config: Arc<ServerConfig>,
     pub(super) commands: Sender<Command>,
     pub(super) feed: Feed,
     pub(super) shutdown: Shutdown,

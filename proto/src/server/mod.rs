@@ -10,7 +10,7 @@
 //! # use bsv_p2p_proto::*;
 //! # async fn relay() -> Result<(), Box<dyn std::error::Error>> {
 //! let feed = Feed::new(Arc::new(MemoryJournal::new(10_000)));
-//! let config = Config::new("/var/lib/bsv-p2p/relay.sock", "bsv-p2p-relay/0.1.0");
+//! let config = ServerConfig::new("/var/lib/bsv-p2p/relay.sock", "bsv-p2p-relay/0.1.0");
 //! let (listener, commands) = Listener::bind(config, feed.clone()).await?;
 //! let (trigger, shutdown) = Shutdown::new();
 //! async_std::task::spawn(listener.run(shutdown));
@@ -64,7 +64,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every size and deadline of the server, each a budget chosen on purpose.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct ServerConfig {
     /// The socket (`<dataDir>/relay.sock`).
     pub path: PathBuf,
     /// `name/version` in the greeting.
@@ -89,7 +89,7 @@ pub struct Config {
     pub admins: Admins,
 }
 
-impl Config {
+impl ServerConfig {
     pub fn new(path: impl Into<PathBuf>, server: impl Into<String>) -> Self {
         Self {
             path: path.into(),
@@ -154,7 +154,7 @@ impl std::error::Error for BindError {
 /// The bound socket, ready to accept.
 pub struct Listener {
     listener: UnixListener,
-    config: Arc<Config>,
+    config: Arc<ServerConfig>,
     commands: Sender<Command>,
     feed: Feed,
     /// Device and inode of the socket file we created, so that stopping
@@ -166,7 +166,7 @@ impl Listener {
     /// Binds the socket: creates its directory (mode 0750) if missing,
     /// replaces a stale socket left by a crash, refuses a path that is not a
     /// socket or that a live relay answers on, and sets mode 0660.
-    pub async fn bind(config: Config, feed: Feed) -> Result<(Self, Commands), BindError> {
+    pub async fn bind(config: ServerConfig, feed: Feed) -> Result<(Self, Commands), BindError> {
         let path = config.path.clone();
         let io_error = |action| {
             let path = path.clone();

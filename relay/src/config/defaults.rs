@@ -71,16 +71,16 @@ pub const AUTONAT_ENABLED: bool = true;
 pub const LOG_FORMAT: LogFormat = LogFormat::Auto;
 pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 
-/// `~/.bsv-p2p/relay`, beside the bot's own `~/.bsv-p2p` files; `None`
-/// without `$HOME`.
+/// `~/.bsv-p2p/relay`, beside the bot's own `~/.bsv-p2p` files, where ctl
+/// and the sidecars look for the socket by default; `None` without `$HOME`.
 pub fn data_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".bsv-p2p").join("relay"))
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(bsv_p2p_proto::DATA_DIR_IN_HOME))
 }
 
 /// The identity key and the control socket live in the data directory
 /// unless the file puts them elsewhere.
 pub const IDENTITY_FILE_NAME: &str = "identity.key";
-pub const CONTROL_SOCKET_NAME: &str = "relay.sock";
+pub const CONTROL_SOCKET_NAME: &str = bsv_p2p_proto::SOCKET_FILE;
 
 pub const ADVERTISE_TTL: Bounded = Bounded::new("relay.advertise.ttl", 30_000, 1_000, 86_400_000);
 

@@ -89,7 +89,7 @@ pub struct Args {
 
 /// Everything resolved.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct HealthConfig {
     pub bind: SocketAddr,
     pub socket: PathBuf,
     /// How old a relay reading may be when it is served.
@@ -101,7 +101,7 @@ pub struct Config {
     pub log_level: LevelFilter,
 }
 
-impl Config {
+impl HealthConfig {
     /// Flags first, then `env` (a lookup, so tests need not touch the
     /// process environment), then defaults. `open_files` is the process's
     /// soft limit on open files (`ulimit -n`; `None`: unlimited), which the
@@ -110,7 +110,7 @@ impl Config {
         args: &Args,
         env: impl Fn(&str) -> Option<String>,
         open_files: Option<u64>,
-    ) -> Result<Config, String> {
+    ) -> Result<HealthConfig, String> {
         let pick = |flag: &Option<String>, flag_name: &'static str, var: &'static str| match flag {
             Some(v) => Some((v.clone(), flag_name)),
             None => env(var).map(|v| (v, var)),
@@ -136,7 +136,7 @@ impl Config {
                         "no control socket given and $HOME is not set: pass --socket or --data-dir",
                     )?,
                 };
-                dir.join("relay.sock")
+                dir.join(bsv_p2p_proto::SOCKET_FILE)
             }
         };
 
@@ -225,7 +225,7 @@ impl Config {
             })?,
         };
 
-        Ok(Config {
+        Ok(HealthConfig {
             bind,
             socket,
             max_age,
@@ -245,7 +245,7 @@ impl Config {
 fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     env("HOME")
         .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".bsv-p2p").join("relay"))
+        .map(|h| PathBuf::from(h).join(bsv_p2p_proto::DATA_DIR_IN_HOME))
 }
 
 #[cfg(test)]
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_guides_port_and_the_relays_socket() {
-        let c = Config::resolve(&args(&[]), env_of(&[("HOME", "/home/op")]), None).unwrap();
+        let c = HealthConfig::resolve(&args(&[]), env_of(&[("HOME", "/home/op")]), None).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:4003");
         assert_eq!(
             c.socket,
@@ -296,7 +296,7 @@ mod tests {
             (ENV_IDLE_TIMEOUT, "9000"),
             (ENV_WRITE_TIMEOUT, "2500"),
         ]);
-        let c = Config::resolve(&args(&[]), &env, Some(1024)).unwrap();
+        let c = HealthConfig::resolve(&args(&[]), &env, Some(1024)).unwrap();
         assert_eq!(
             c.limits,
             Limits {
@@ -306,7 +306,7 @@ mod tests {
                 write_timeout: Duration::from_millis(2500),
             }
         );
-        let c = Config::resolve(
+        let c = HealthConfig::resolve(
             &args(&["--max-connections", "900", "--request-timeout", "200"]),
             &env,
             Some(1024),
@@ -320,15 +320,15 @@ mod tests {
     #[test]
     fn the_connection_cap_must_fit_the_open_file_limit() {
         let home = env_of(&[("HOME", "/h")]);
-        let e =
-            Config::resolve(&args(&["--max-connections", "1000"]), &home, Some(1024)).unwrap_err();
+        let e = HealthConfig::resolve(&args(&["--max-connections", "1000"]), &home, Some(1024))
+            .unwrap_err();
         assert_eq!(
             e,
             "--max-connections: 1000 connections and the sidecar's own 64 descriptors do not \
              fit the open-file limit of 1024 (ulimit -n): allow at most 960 connections or \
              raise the limit"
         );
-        let e = Config::resolve(
+        let e = HealthConfig::resolve(
             &args(&[]),
             env_of(&[("HOME", "/h"), (ENV_MAX_CONNECTIONS, "2000")]),
             Some(1024),
@@ -338,15 +338,17 @@ mod tests {
             e.starts_with("BSV_P2P_HEALTH_MAX_CONNECTIONS: 2000 connections"),
             "{e}"
         );
-        let e = Config::resolve(&args(&[]), &home, Some(256)).unwrap_err();
+        let e = HealthConfig::resolve(&args(&[]), &home, Some(256)).unwrap_err();
         assert!(
             e.starts_with(
                 "the default --max-connections (set it or BSV_P2P_HEALTH_MAX_CONNECTIONS): 256"
             ),
             "{e}"
         );
-        assert!(Config::resolve(&args(&["--max-connections", "960"]), &home, Some(1024)).is_ok());
-        assert!(Config::resolve(&args(&["--max-connections", "60000"]), &home, None).is_ok());
+        assert!(
+            HealthConfig::resolve(&args(&["--max-connections", "960"]), &home, Some(1024)).is_ok()
+        );
+        assert!(HealthConfig::resolve(&args(&["--max-connections", "60000"]), &home, None).is_ok());
     }
 
     #[test]
@@ -357,7 +359,7 @@ mod tests {
             (ENV_SOCKET, "/env/relay.sock"),
             (ENV_MAX_AGE, "1000"),
         ]);
-        let c = Config::resolve(
+        let c = HealthConfig::resolve(
             &args(&["--bind", "127.0.0.1:4100", "--socket", "/flag/relay.sock"]),
             &env,
             None,
@@ -366,27 +368,28 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:4100");
         assert_eq!(c.socket, PathBuf::from("/flag/relay.sock"));
         assert_eq!(c.max_age, Duration::from_millis(1000));
-        let c = Config::resolve(&args(&[]), &env, None).unwrap();
+        let c = HealthConfig::resolve(&args(&[]), &env, None).unwrap();
         assert_eq!(c.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(c.socket, PathBuf::from("/env/relay.sock"));
     }
 
     #[test]
     fn a_data_dir_locates_the_socket() {
-        let c = Config::resolve(
+        let c = HealthConfig::resolve(
             &args(&["--data-dir", "/var/lib/bsv-p2p"]),
             env_of(&[]),
             None,
         )
         .unwrap();
         assert_eq!(c.socket, PathBuf::from("/var/lib/bsv-p2p/relay.sock"));
-        let c = Config::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")]), None).unwrap();
+        let c = HealthConfig::resolve(&args(&[]), env_of(&[(ENV_DATA_DIR, "/srv/relay")]), None)
+            .unwrap();
         assert_eq!(c.socket, PathBuf::from("/srv/relay/relay.sock"));
     }
 
     #[test]
     fn bad_values_name_their_source_and_what_was_expected() {
-        let e = Config::resolve(
+        let e = HealthConfig::resolve(
             &args(&["--bind", "localhost"]),
             env_of(&[("HOME", "/h")]),
             None,
@@ -396,7 +399,7 @@ mod tests {
             e,
             "--bind: expected an IP address and port like 127.0.0.1:4003, got \"localhost\""
         );
-        let e = Config::resolve(
+        let e = HealthConfig::resolve(
             &args(&[]),
             env_of(&[("HOME", "/h"), (ENV_MAX_AGE, "1s")]),
             None,
@@ -406,13 +409,13 @@ mod tests {
             e,
             "BSV_P2P_HEALTH_MAX_AGE_MS: expected milliseconds from 0 to 3600000, got \"1s\""
         );
-        let e = Config::resolve(&args(&["--timeout", "5"]), env_of(&[("HOME", "/h")]), None)
+        let e = HealthConfig::resolve(&args(&["--timeout", "5"]), env_of(&[("HOME", "/h")]), None)
             .unwrap_err();
         assert!(
             e.starts_with("--timeout: expected milliseconds from 100"),
             "{e}"
         );
-        let e = Config::resolve(
+        let e = HealthConfig::resolve(
             &args(&["--max-connections", "0"]),
             env_of(&[("HOME", "/h")]),
             None,
@@ -422,7 +425,7 @@ mod tests {
             e,
             "--max-connections: expected a number of connections from 1 to 65536, got \"0\""
         );
-        let e = Config::resolve(
+        let e = HealthConfig::resolve(
             &args(&[]),
             env_of(&[("HOME", "/h"), (ENV_IDLE_TIMEOUT, "120000")]),
             None,
@@ -432,7 +435,7 @@ mod tests {
             e,
             "BSV_P2P_HEALTH_IDLE_TIMEOUT_MS: expected milliseconds from 100 to 60000, got \"120000\""
         );
-        let e = Config::resolve(&args(&[]), env_of(&[]), None).unwrap_err();
+        let e = HealthConfig::resolve(&args(&[]), env_of(&[]), None).unwrap_err();
         assert!(e.contains("--socket or --data-dir"), "{e}");
     }
 }

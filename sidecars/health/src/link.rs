@@ -24,11 +24,9 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::{self, Receiver, Sender};
 use async_std::task;
+use bsv_p2p_proto::exposition::{latency_histogram, Histogram};
 use bsv_p2p_proto::jsonrpc::code;
-use bsv_p2p_proto::{Client, Error, Options, StatsResult, StatusResult};
-use rand::Rng;
-
-use crate::metrics::Histogram;
+use bsv_p2p_proto::{Backoff, Client, Error, Options, StatsResult, StatusResult};
 
 /// Reconnect backoff: from this, doubling, jittered.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -46,10 +44,19 @@ pub struct Problem {
 }
 
 /// Counts and timings of the requests made to the relay for one method.
-#[derive(Default)]
 pub struct Calls {
     pub errors: AtomicU64,
+    /// Round trips, in seconds.
     pub duration: Histogram,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            errors: AtomicU64::new(0),
+            duration: latency_histogram(),
+        }
+    }
 }
 
 /// A request's outcome and when it was sent.
@@ -179,7 +186,7 @@ impl Link {
         };
         let sent = Instant::now();
         let outcome = request(client).await;
-        reading.calls.duration.observe(sent.elapsed());
+        reading.calls.duration.observe(sent.elapsed().as_secs_f64());
         let outcome = outcome.map(Arc::new).map_err(|e| {
             reading.calls.errors.fetch_add(1, Ordering::Relaxed);
             self.failed(&e)
@@ -255,7 +262,7 @@ impl Keeper {
     /// Runs for the life of the sidecar.
     pub async fn run(self) {
         let link = &self.link;
-        let mut delay = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             while link.is_up() {
                 if self.woken.recv().await.is_err() {
@@ -273,13 +280,11 @@ impl Keeper {
                     let server = client.greeting().server;
                     *link.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
                     link.mark_up(&server);
-                    delay = BACKOFF_MIN;
+                    backoff.reset();
                 }
                 Err(e) => {
                     link.mark_down(e.to_string());
-                    let jitter = rand::thread_rng().gen_range(0.5..1.0);
-                    task::sleep(delay.mul_f64(jitter)).await;
-                    delay = (delay * 2).min(BACKOFF_MAX);
+                    task::sleep(backoff.next_wait()).await;
                 }
             }
         }
@@ -289,49 +294,28 @@ impl Keeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bsv_p2p_proto::{
-        Command, Config, Counts, Feed, Listener, MemoryJournal, Shutdown, Timestamp, Trigger,
-    };
+    use bsv_p2p_proto::testing::{config, feed, samples, Relay, TempDir};
+    use bsv_p2p_proto::Command;
     use std::sync::atomic::AtomicUsize;
 
-    /// A control socket whose relay answers `status` after `delay`,
+    /// proto's stand-in relay, answering `status` after `delay` and
     /// counting the requests it got.
-    async fn stand_in(path: &std::path::Path, delay: Duration) -> (Trigger, Arc<AtomicUsize>) {
-        let feed = Feed::new(Arc::new(MemoryJournal::new(100)));
-        let (listener, commands) = Listener::bind(Config::new(path, "stand-in/0"), feed)
-            .await
-            .expect("bind the stand-in socket");
-        let (trigger, shutdown) = Shutdown::new();
-        task::spawn(listener.run(shutdown));
+    async fn stand_in(path: &std::path::Path, delay: Duration) -> (Relay, Arc<AtomicUsize>) {
         let asked = Arc::new(AtomicUsize::new(0));
         let counter = asked.clone();
-        task::spawn(async move {
-            while let Ok(command) = commands.recv().await {
-                if let Command::Status(reply) = command {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    task::sleep(delay).await;
-                    reply.ok(StatusResult {
-                        peer_id: "12D3KooWStandIn".into(),
-                        version: "0".into(),
-                        uptime_secs: 1,
-                        started_at: Timestamp::now(),
-                        listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
-                        announce_addrs: vec![],
-                        relay_addrs: vec![],
-                        counts: Counts::default(),
-                    });
+        let relay = Relay::start_with(config(path), feed(100), move |commands| {
+            task::spawn(async move {
+                while let Ok(command) = commands.recv().await {
+                    if let Command::Status(reply) = command {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        task::sleep(delay).await;
+                        reply.ok(samples::status());
+                    }
                 }
-            }
-        });
-        (trigger, asked)
-    }
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("bsv-p2p-health-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+            });
+        })
+        .await;
+        (relay, asked)
     }
 
     async fn until_up(link: &Link) {
@@ -347,9 +331,9 @@ mod tests {
     #[test]
     fn concurrent_requests_share_one_reading_and_none_is_older_than_max_age() {
         task::block_on(async {
-            let dir = scratch("share");
+            let dir = TempDir::new("health-share");
             let socket = dir.join("relay.sock");
-            let (_trigger, asked) = stand_in(&socket, Duration::from_millis(50)).await;
+            let (_relay, asked) = stand_in(&socket, Duration::from_millis(50)).await;
             let (link, keeper) =
                 Link::new(socket, Duration::from_secs(2), Duration::from_millis(300));
             task::spawn(keeper.run());
@@ -358,7 +342,7 @@ mod tests {
             let arrival = Instant::now();
             let reads = (0..50).map(|_| link.status(arrival));
             for outcome in futures::future::join_all(reads).await {
-                assert_eq!(outcome.expect("read").peer_id, "12D3KooWStandIn");
+                assert_eq!(outcome.expect("read").peer_id, samples::status().peer_id);
             }
             assert_eq!(
                 asked.load(Ordering::SeqCst),
@@ -376,22 +360,21 @@ mod tests {
                 "older than max_age: asked again"
             );
             assert_eq!(link.status_calls().errors.load(Ordering::Relaxed), 0);
-            let _ = std::fs::remove_dir_all(dir);
         });
     }
 
     #[test]
     fn a_relay_that_stops_is_reported_at_once_and_found_again_when_it_returns() {
         task::block_on(async {
-            let dir = scratch("restart");
+            let dir = TempDir::new("health-restart");
             let socket = dir.join("relay.sock");
-            let (trigger, _) = stand_in(&socket, Duration::ZERO).await;
+            let (relay, _) = stand_in(&socket, Duration::ZERO).await;
             let (link, keeper) = Link::new(socket.clone(), Duration::from_secs(2), Duration::ZERO);
             task::spawn(keeper.run());
             until_up(&link).await;
             link.status(Instant::now()).await.unwrap();
 
-            trigger.fire();
+            relay.stop().await;
             task::sleep(Duration::from_millis(200)).await;
             let problem = link.status(Instant::now()).await.unwrap_err();
             assert!(!problem.reachable, "{problem:?}");
@@ -403,13 +386,12 @@ mod tests {
             assert!(asked_at.elapsed() < Duration::from_millis(50));
             assert!(again.reason.contains("relay.sock"), "{again:?}");
 
-            let (_trigger, _) = stand_in(&socket, Duration::ZERO).await;
+            let (_relay, _) = stand_in(&socket, Duration::ZERO).await;
             until_up(&link).await;
             assert_eq!(
                 link.status(Instant::now()).await.unwrap().peer_id,
-                "12D3KooWStandIn"
+                samples::status().peer_id
             );
-            let _ = std::fs::remove_dir_all(dir);
         });
     }
 }

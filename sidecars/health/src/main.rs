@@ -15,7 +15,6 @@ mod config;
 mod guard;
 mod link;
 mod metrics;
-mod process;
 mod routes;
 
 use argh::FromArgs;
@@ -26,7 +25,7 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::StreamExt;
 
-use config::{Args, Config};
+use config::{Args, HealthConfig};
 use guard::{Gate, Ticket};
 use link::Link;
 
@@ -58,10 +57,10 @@ fn main() -> ExitCode {
         println!("bsv-p2p-health {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let config = match Config::resolve(
+    let config = match HealthConfig::resolve(
         &args,
         |key| std::env::var(key).ok(),
-        process::open_file_limit(),
+        bsv_p2p_proto::process::open_file_limit(),
     ) {
         Ok(config) => config,
         Err(e) => {
@@ -86,7 +85,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: HealthConfig) -> Result<(), String> {
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

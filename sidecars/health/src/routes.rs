@@ -8,7 +8,7 @@
 //! | `/health` | `{"status":"healthy","uptime","peers"}`, or 503 with a reason |
 //! | `/livez` | 200 while the sidecar runs; never asks the relay |
 //! | `/readyz` | 200 while the relay answers and listens, else 503 |
-//! | `/metrics` | Prometheus text; scrapes succeed while the relay is down |
+//! | `/metrics` | OpenMetrics or Prometheus text; scrapes succeed while the relay is down |
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,9 +21,12 @@ use serde_json::{json, Value};
 use tide::http::mime;
 use tide::{Next, Request, Response, StatusCode};
 
+use bsv_p2p_proto::exposition::Page;
+use bsv_p2p_proto::process;
+
 use crate::guard::Gate;
 use crate::link::{Link, Problem};
-use crate::{metrics, process};
+use crate::metrics;
 
 pub type State = Arc<Sidecar>;
 
@@ -128,17 +131,18 @@ async fn readyz(req: Request<State>) -> tide::Result {
 }
 
 /// Always 200, so Prometheus keeps scraping while the relay is down and
-/// `bsv_p2p_relay_up` says so.
+/// `bsv_p2p_relay_up` says so. OpenMetrics to a scraper that asks for it
+/// (Prometheus does), the text format 0.0.4 to anyone else.
 async fn metrics(req: Request<State>) -> tide::Result {
     let sidecar = req.state();
     let arrival = Instant::now();
     let status = sidecar.link.status(arrival).await;
     let stats = sidecar.link.stats(arrival).await;
     let scrape_duration = arrival.elapsed();
-    let mut out = metrics::Exposition::default();
-    let relay_up = match (&status, &stats) {
+    let mut page = Page::new();
+    let relay_up = match (status, stats) {
         (Ok(status), Ok(stats)) => {
-            metrics::relay(&mut out, status, stats);
+            page.add(metrics::Relay { status, stats });
             true
         }
         _ => {
@@ -153,23 +157,22 @@ async fn metrics(req: Request<State>) -> tide::Result {
         .iter()
         .map(|(&(route, code), &n)| (route, code, n))
         .collect();
-    metrics::own(
-        &mut out,
-        &metrics::Own {
-            relay_up,
-            scrape_duration,
-            scrape_errors: sidecar.scrape_errors.load(Ordering::Relaxed),
-            link: &sidecar.link,
-            http,
-            gate: &sidecar.gate,
-            process: process::usage(),
-        },
-    );
-    // Set as a header, before the body, to keep the exposition format's
-    // canonical spelling (the Mime type would reorder its parameters).
+    page.add(metrics::Own {
+        relay_up,
+        scrape_duration,
+        scrape_errors: sidecar.scrape_errors.load(Ordering::Relaxed),
+        link: sidecar.link.clone(),
+        http,
+        gate: sidecar.gate.clone(),
+        process: process::own().map(|usage| (usage, process::open_file_limit())),
+    });
+    let accept = req.header("Accept").map(|v| v.as_str());
+    let (content_type, body) = page.render(accept);
+    // Set as a header, before the body, to keep the format's canonical
+    // spelling (the Mime type would reorder its parameters).
     Ok(Response::builder(StatusCode::Ok)
-        .header("Content-Type", metrics::CONTENT_TYPE)
-        .body(out.finish())
+        .header("Content-Type", content_type)
+        .body(body)
         .build())
 }
 

@@ -140,7 +140,9 @@ impl Bench {
     }
 
     fn relay_rss(&self) -> Option<u64> {
-        self.relay_pid.and_then(procfs::usage).map(|u| u.rss_bytes)
+        self.relay_pid
+            .and_then(procfs::usage)
+            .map(|u| u.resident_bytes)
     }
 }
 

@@ -14,17 +14,17 @@
 //!
 //! One JSON object per scenario with `--json`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use async_std::io::BufReader;
 use async_std::net::TcpStream;
+use bsv_p2p_proto::SOCKET_FILE;
 use bsv_p2p_tests::client::ClientEvent;
+use bsv_p2p_tests::health::Health;
 use bsv_p2p_tests::holder::{release_all, reserve_many};
 use bsv_p2p_tests::probes::quantile;
-use bsv_p2p_tests::relay::workspace_dir;
 use bsv_p2p_tests::report::{print, round};
 use bsv_p2p_tests::{procfs, Client, ClientOptions, Relay, ScratchDir, Signal};
 use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -68,10 +68,6 @@ struct Args {
 struct Owned(Child);
 
 impl Owned {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child, not yet reaped.
         unsafe {
@@ -85,14 +81,6 @@ impl Drop for Owned {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn health_bin() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"))
-        .join("release")
-        .join("bsv-p2p-health")
 }
 
 /// Waits until `port` answers `path` with 200.
@@ -184,15 +172,14 @@ impl Conn {
 /// What the benchmark runs against.
 struct Bench {
     relay: Relay,
-    health: Owned,
-    health_port: u16,
+    health: Health,
     args: Args,
 }
 
 impl Bench {
     /// A series of the sidecar's own /metrics.
     async fn sidecar_metric(&self, series: &str) -> Result<f64, String> {
-        let mut conn = Conn::open(self.health_port).await?;
+        let mut conn = Conn::open(self.health.port).await?;
         let (_, body) = conn.get("/metrics").await?;
         body.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -229,7 +216,7 @@ impl Bench {
         let started = Instant::now();
         let until = started + Duration::from_secs_f64(secs);
         let clients = (0..self.args.connections).map(|_| {
-            let port = self.health_port;
+            let port = self.health.port;
             let path = path.to_string();
             let every = rate.map(|r| Duration::from_secs_f64(self.args.connections as f64 / r));
             async_std::task::spawn(async move {
@@ -303,7 +290,7 @@ impl Bench {
 async fn status(bench: &Bench) -> Result<Map<String, Value>, String> {
     bench.load("/status", 1.0, None).await?;
     let mut out = bench.load("/status", bench.args.secs, None).await?;
-    let mut conn = Conn::open(bench.health_port).await?;
+    let mut conn = Conn::open(bench.health.port).await?;
     let (_, body) = conn.get("/status").await?;
     let seen: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     out.insert("reported_reservations".into(), seen["reservations"].clone());
@@ -331,7 +318,7 @@ async fn circuit_scraped(bench: &Bench) -> Result<Map<String, Value>, String> {
         &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
              scrape_configs:\n  - job_name: bsv-p2p-health\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            bench.health_port
+            bench.health.port
         ),
     )?;
     let prometheus = Owned(child);
@@ -428,35 +415,13 @@ async fn run(args: Args) -> Result<bool, String> {
     let relay_addr = relay.tcp_addr();
     let holders = reserve_many(&relay_addr, args.peers).await?;
 
-    let bin = health_bin();
-    if !bin.is_file() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release -p bsv-p2p-health`",
-            bin.display()
-        ));
-    }
-    let health_port = bsv_p2p_tests::prometheus::free_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("--socket")
-        .arg(relay.data_dir().join("relay.sock"))
-        .args(["--bind", &format!("127.0.0.1:{health_port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(ms) = args.max_age {
-        cmd.args(["--max-age", &ms.to_string()]);
-    }
-    let health = Owned(
-        cmd.spawn()
-            .map_err(|e| format!("cannot start bsv-p2p-health: {e}"))?,
-    );
-    await_ok(health_port, "/health", Duration::from_secs(15)).await?;
+    let health = Health::start_with_max_age(&relay.data_dir().join(SOCKET_FILE), args.max_age);
+    await_ok(health.port, "/health", Duration::from_secs(15)).await?;
 
     let as_json = args.json;
     let mut bench = Bench {
         relay,
         health,
-        health_port,
         args,
     };
     let mut ok = true;

@@ -32,7 +32,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 const OPEN_FILES: u64 = 1024;
 /// Descriptors the sidecar may hold: its default cap of 256 connections and
 /// 64 of its own, which its start-up check also reserves.
-const FD_BOUND: usize = 256 + 64;
+const FD_BOUND: u64 = 256 + 64;
 /// How soon after the attack stops the sidecar is back to its idle count.
 const RECOVERY: Duration = Duration::from_secs(10);
 

@@ -1,20 +1,21 @@
-//! A relay stand-in for the integration tests: a real server on a real
-//! socket in a fresh directory, with an in-memory journal and a task that
-//! answers every command with fixed results. Raw line access for the
-//! tests that must send what no typed client would.
-
-#![allow(dead_code)]
+//! A relay stand-in for tests (feature `testing`): a real server
+//! ([`Listener`]) on a real socket in a fresh directory, with an in-memory
+//! journal ([`MemoryJournal`]) and a task that answers every command with
+//! fixed results ([`samples`]), or whatever the test's own task answers.
+//! Raw line access for the tests that must send what no typed client
+//! would. This crate's tests and every sidecar's test against this one
+//! stand-in, so they all meet the same server.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::*;
 use async_std::io::BufReader;
 use async_std::os::unix::net::UnixStream;
 use async_std::prelude::*;
 use async_std::task::JoinHandle;
-use bsv_p2p_proto::*;
 use serde_json::Value;
 
 /// A directory removed when dropped.
@@ -41,6 +42,7 @@ impl Drop for TempDir {
     }
 }
 
+/// A stand-in relay: the server and whatever answers its commands.
 pub struct Relay {
     pub path: PathBuf,
     pub feed: Feed,
@@ -50,7 +52,7 @@ pub struct Relay {
 
 impl Relay {
     /// A server at `path` whose relay answers every command at once.
-    pub async fn start(config: Config, feed: Feed) -> Self {
+    pub async fn start(config: ServerConfig, feed: Feed) -> Self {
         Self::start_with(config, feed, |commands| {
             async_std::task::spawn(answer(commands));
         })
@@ -58,7 +60,11 @@ impl Relay {
     }
 
     /// A server whose commands go wherever `relay` sends them.
-    pub async fn start_with(config: Config, feed: Feed, relay: impl FnOnce(Commands)) -> Self {
+    pub async fn start_with(
+        config: ServerConfig,
+        feed: Feed,
+        relay: impl FnOnce(Commands),
+    ) -> Self {
         let path = config.path.clone();
         let (listener, commands) = Listener::bind(config, feed.clone()).await.unwrap();
         relay(commands);
@@ -80,12 +86,14 @@ impl Relay {
     }
 }
 
-pub fn config(path: &Path) -> Config {
-    let mut config = Config::new(path, "test-relay/1.0.0");
+/// The server's defaults, with a short write timeout.
+pub fn config(path: &Path) -> ServerConfig {
+    let mut config = ServerConfig::new(path, "test-relay/1.0.0");
     config.write_timeout = Duration::from_secs(2);
     config
 }
 
+/// A feed over an in-memory journal of `capacity` events.
 pub fn feed(capacity: usize) -> Feed {
     Feed::new(Arc::new(MemoryJournal::new(capacity)))
 }
@@ -120,6 +128,7 @@ pub async fn answer(commands: Commands) {
     }
 }
 
+/// Fixed results, one per method.
 pub mod samples {
     use super::*;
 
