@@ -17,7 +17,7 @@ use bsv_p2p_proto as proto;
 use futures::StreamExt;
 
 const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+use proto::cli::EXIT_USAGE;
 const EXIT_UNREACHABLE: u8 = 3;
 const EXIT_INCOMPATIBLE: u8 = 4;
 
@@ -119,25 +119,9 @@ struct Shutdown {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let args = match Args::from_args(&["bsv-p2p-ctl"], &rest) {
-        Ok(a) => a,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    ExitCode::SUCCESS
-                }
-                Err(()) => {
-                    eprintln!(
-                        "{}\nRun bsv-p2p-ctl --help for usage.",
-                        early.output.trim_end()
-                    );
-                    ExitCode::from(EXIT_USAGE)
-                }
-            };
-        }
+    let args: Args = match proto::cli::parse_args("bsv-p2p-ctl") {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     async_std::task::block_on(run(args))
 }

@@ -20,6 +20,8 @@
 //!   descriptors), for the relay's `stats`, the sidecars' `process_*`
 //!   metrics and the tests.
 //! - [`backoff`]: the reconnect backoff every client of the socket uses.
+//! - [`cli`]: the command line, read one way by every program (help, usage
+//!   errors, exit code 2).
 //! - `exposition` (feature `exposition`): figures written in the Prometheus
 //!   exposition formats through the `prometheus-client` crate, the same way
 //!   for every sidecar.
@@ -35,6 +37,7 @@
 //! `README.md` beside this crate documents the wire protocol itself.
 
 pub mod backoff;
+pub mod cli;
 pub mod client;
 pub mod event;
 #[cfg(feature = "exposition")]

@@ -13,7 +13,7 @@ use argh::FromArgs;
 
 /// Exit codes, documented in README.md.
 const EXIT_RUNTIME: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+use bsv_p2p_proto::cli::EXIT_USAGE;
 
 /// How long the last log lines get to reach the log reader at exit.
 const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -51,26 +51,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    let name = argv
-        .first()
-        .map(|a| a.rsplit('/').next().unwrap_or(a))
-        .unwrap_or("bsv-p2p-relay");
-    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let args = match Args::from_args(&[name], &rest) {
+    let args: Args = match bsv_p2p_proto::cli::parse_args("bsv-p2p-relay") {
         Ok(args) => args,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    ExitCode::SUCCESS
-                }
-                Err(()) => {
-                    eprintln!("{}\nRun {name} --help for usage.", early.output.trim_end());
-                    ExitCode::from(EXIT_USAGE)
-                }
-            };
-        }
+        Err(code) => return code,
     };
 
     if args.version {

@@ -17,7 +17,6 @@ mod link;
 mod metrics;
 mod routes;
 
-use argh::FromArgs;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,28 +29,12 @@ use guard::{Gate, Ticket};
 use link::Link;
 
 const EXIT_RUNTIME: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+use bsv_p2p_proto::cli::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let args = match Args::from_args(&["bsv-p2p-health"], &rest) {
+    let args: Args = match bsv_p2p_proto::cli::parse_args("bsv-p2p-health") {
         Ok(args) => args,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    ExitCode::SUCCESS
-                }
-                Err(()) => {
-                    eprintln!(
-                        "{}\nRun bsv-p2p-health --help for usage.",
-                        early.output.trim_end()
-                    );
-                    ExitCode::from(EXIT_USAGE)
-                }
-            };
-        }
+        Err(code) => return code,
     };
     if args.version {
         println!("bsv-p2p-health {}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,69 @@
+//! The command line, read the same way by every program of the project
+//! (relay, ctl, sidecars): `--help` prints the usage on stdout and exits 0; a
+//! command line that cannot be used prints argh's message and a hint on
+//! stderr and exits [`EXIT_USAGE`].
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// Exit code of every program for a command line (or environment) it cannot use.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses this process's arguments into `T`. `name` is the program's name in
+/// the usage text when `argv[0]` is missing; otherwise `argv[0]`'s file name.
+/// `Err` carries the exit code once the usage or the mistake is printed.
+pub fn parse_args<T: FromArgs>(name: &str) -> Result<T, ExitCode> {
+    let argv: Vec<String> = std::env::args().collect();
+    let name = argv
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(name);
+    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    parse(name, &rest).map_err(|(out, code)| {
+        if code == 0 {
+            println!("{out}");
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("{out}");
+            ExitCode::from(code)
+        }
+    })
+}
+
+/// The parse itself: the value, or what to print and the exit code.
+fn parse<T: FromArgs>(name: &str, args: &[&str]) -> Result<T, (String, u8)> {
+    T::from_args(&[name], args).map_err(|early| match early.status {
+        Ok(()) => (early.output, 0),
+        Err(()) => (
+            format!("{}\nRun {name} --help for usage.", early.output.trim_end()),
+            EXIT_USAGE,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// try-cli: a test program.
+    #[derive(FromArgs, Debug)]
+    struct Args {
+        /// a number
+        #[argh(option)]
+        count: u32,
+    }
+
+    #[test]
+    fn help_exits_zero_and_mistakes_exit_with_the_usage_code() {
+        let ok: Args = parse("try-cli", &["--count", "3"]).unwrap();
+        assert_eq!(ok.count, 3);
+        let (help, code) = parse::<Args>("try-cli", &["--help"]).unwrap_err();
+        assert_eq!(code, 0);
+        assert!(help.contains("Usage: try-cli --count <count>"), "{help}");
+        let (msg, code) = parse::<Args>("try-cli", &["--count", "x"]).unwrap_err();
+        assert_eq!(code, EXIT_USAGE);
+        assert!(msg.ends_with("Run try-cli --help for usage."), "{msg}");
+    }
+}
