@@ -6,6 +6,7 @@
 
 pub mod attack;
 pub mod bot;
+pub mod child;
 pub mod client;
 pub mod ctl;
 pub mod health;
