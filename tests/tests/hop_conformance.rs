@@ -165,6 +165,14 @@ async fn open_circuit(relay: &Relay, src: &RawPeer, dst: &RawPeer) -> Circuit {
     }
 }
 
+/// `dst` takes the relay's next stop stream and reads its CONNECT, leaving
+/// it unanswered: the stream, for the test to answer or hold.
+async fn read_connect(dst: &RawPeer) -> Result<Stream, String> {
+    let (_, mut stream) = dst.next_stop(EVENT_TIMEOUT).await?;
+    hop::read_stop(&mut stream).await?;
+    Ok(stream)
+}
+
 /// Both ends of `c` are reset by the relay: neither can write any more.
 async fn expect_both_reset(c: &mut Circuit) {
     wait_reset(&mut c.src, EVENT_TIMEOUT)
@@ -499,8 +507,7 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
         // Takes the stop stream, then leaves without answering.
         let leaver = reserved(&relay).await;
         let (asked, left) = futures::join!(src.connect_via(r, leaver.peer_id()), async {
-            let (_, mut stream) = leaver.next_stop(EVENT_TIMEOUT).await?;
-            hop::read_stop(&mut stream).await?;
+            let _stream = read_connect(&leaver).await?;
             leaver.disconnect(r).await
         });
         left.expect("the leaver reads CONNECT and disconnects");
@@ -513,8 +520,7 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
         // Answers with something that is no stop message.
         let babbler = reserved(&relay).await;
         let (asked, babbled) = futures::join!(src.connect_via(r, babbler.peer_id()), async {
-            let (_, mut stream) = babbler.next_stop(EVENT_TIMEOUT).await?;
-            hop::read_stop(&mut stream).await?;
+            let mut stream = read_connect(&babbler).await?;
             hop::write_msg(&mut stream, &[0xff; 8]).await
         });
         babbled.expect("the babbler answers garbage");
@@ -1056,11 +1062,10 @@ fn silent_peers_are_given_up_on_after_the_request_timeout() {
         // A destination that takes the stop stream and never answers: the
         // source gets CONNECTION_FAILED once the relay stops waiting.
         let stalled = async {
-            let (asked, held) = futures::join!(src.connect_via(r, sleeper.peer_id()), async {
-                let (_, mut stream) = sleeper.next_stop(EVENT_TIMEOUT).await?;
-                hop::read_stop(&mut stream).await?;
-                Ok::<_, String>(stream)
-            });
+            let (asked, held) = futures::join!(
+                src.connect_via(r, sleeper.peer_id()),
+                read_connect(&sleeper)
+            );
             let _held = held.expect("the sleeper reads CONNECT");
             let (reply, _) = asked.expect("CONNECT answered");
             (reply, started.elapsed())

@@ -50,6 +50,17 @@ async fn clients_in_circuit(relay: &Relay, via: &Multiaddr) -> (Client, Client) 
     (a, b)
 }
 
+/// The relay's `circuit_closed` for the circuit from `b` to `a`.
+fn circuit_closed(relay: &Relay, a: &Client, b: &Client) -> Value {
+    relay
+        .wait_for_event(
+            "circuit_closed",
+            is_circuit(b.peer_id(), a.peer_id()),
+            EVENT_TIMEOUT,
+        )
+        .expect("the relay logs circuit_closed")
+}
+
 /// The Limit `b`'s outbound circuit came with (`None`: no Limit).
 async fn outbound_limit(b: &Client) -> Option<CircuitLimit> {
     let (_, outbound) = b
@@ -68,10 +79,8 @@ async fn outbound_limit(b: &Client) -> Option<CircuitLimit> {
 fn data_flows_both_ways_intact_through_a_circuit() {
     let relay = Relay::start(json!({ "mode": "relay" }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
         // b reaches the relay over WebSocket, a over TCP.
-        circuit(&relay, &relay.ws_addr(), &a, &b).await;
+        let (a, b) = clients_in_circuit(&relay, &relay.ws_addr()).await;
         let b_conn = relay
             .wait_for_event("connection_opened", is_peer(b.peer_id()), EVENT_TIMEOUT)
             .unwrap();
@@ -89,13 +98,7 @@ fn data_flows_both_ways_intact_through_a_circuit() {
 
         // Each direction carried both echoes: 8 MiB of payload plus framing.
         b.disconnect(a.peer_id());
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(b.peer_id(), a.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("the relay logs circuit_closed");
+        let closed = circuit_closed(&relay, &a, &b);
         for key in ["bytesSrcToDst", "bytesDstToSrc"] {
             let n = closed[key].as_u64().unwrap_or_default();
             assert!(
@@ -408,13 +411,7 @@ fn circuit_data_limit_cuts_a_transfer_over_it() {
         let cut = b.echo(a.peer_id(), 4 * MIB, Duration::from_secs(20)).await;
         assert!(cut.is_err(), "4 MiB passed a 2 MiB limit: {cut:?}");
 
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(b.peer_id(), a.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("the relay logs circuit_closed");
+        let closed = circuit_closed(&relay, &a, &b);
         assert_eq!(field(&closed, "reason"), "data_limit", "{closed}");
         assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(2 * MIB), "{closed}");
     });
