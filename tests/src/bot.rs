@@ -3,17 +3,15 @@
 //! its stdin, watched through the JSON events on its stdout. See
 //! `tests/js/README.md` for the bot's commands and events.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
 
-use crate::jsonlog::{JsonLines, WaitError};
+use crate::child::{self, ChildOutput, Wording};
 use crate::relay::workspace_dir;
 
 /// How long a bot gets to start and dial its relay.
@@ -76,9 +74,7 @@ impl BotOptions {
 pub struct Bot {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: Arc<JsonLines>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+    output: ChildOutput,
     peer_id: String,
     next_id: u64,
     exit: Option<ExitStatus>,
@@ -109,30 +105,11 @@ impl Bot {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the js bot: {e}"));
         let stdin = child.stdin.take();
-        let (lines, out_reader) = JsonLines::spawn(child.stdout.take().expect("piped stdout"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let err_reader = {
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = err_pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    stderr
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            })
-        };
+        let output = ChildOutput::capture(&mut child);
         let mut bot = Bot {
             child,
             stdin,
-            lines,
-            stderr,
-            readers: vec![out_reader, err_reader],
+            output,
             peer_id: String::new(),
             next_id: 1,
             exit: None,
@@ -168,24 +145,21 @@ impl Bot {
 
     /// Every event so far.
     pub fn events(&self) -> Vec<Value> {
-        self.lines.all()
+        self.output.events()
     }
 
     /// Events of `kind` so far.
     pub fn events_of(&self, kind: &str) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == kind)
-            .collect()
+        self.output.events_of(kind, |_| true)
     }
 
     /// Index of the next event, to wait only for later ones.
     pub fn mark(&self) -> usize {
-        self.lines.len()
+        self.output.mark()
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.output.stderr()
     }
 
     /// Waits for an event of `kind` satisfying `pred`, seen at any time.
@@ -206,19 +180,12 @@ impl Bot {
         pred: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Result<Value, String> {
-        self.lines
-            .wait_after(mark, |e| e["event"] == kind && pred(e), timeout)
-            .map_err(|e| match e {
-                WaitError::Closed => format!(
-                    "bot {} exited before a matching {kind:?} event; stderr: {}",
-                    self.peer_id,
-                    self.stderr()
-                ),
-                WaitError::Timeout { tail } => format!(
-                    "bot {}: no matching {kind:?} event within {timeout:?}; last events: {tail}",
-                    self.peer_id
-                ),
-            })
+        let wording = Wording {
+            ended: &format!("bot {} exited", self.peer_id),
+            prefix: &format!("bot {}: ", self.peer_id),
+        };
+        self.output
+            .wait_for_event(mark, kind, pred, timeout, wording)
     }
 
     /// Waits until the bot holds a reservation; returns its circuit addresses.
@@ -279,25 +246,19 @@ impl Bot {
     /// Closes stdin (the bot stops after its commands) and waits for it to exit.
     pub fn stop(mut self, timeout: Duration) -> Result<ExitStatus, String> {
         self.stdin.take();
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.exit = Some(status);
-                    return Ok(status);
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => {
-                    self.kill();
-                    return Err(format!(
-                        "bot {} did not exit within {timeout:?}; killed it",
-                        self.peer_id
-                    ));
-                }
-                Err(e) => return Err(format!("cannot wait for the bot: {e}")),
+        match child::wait_exit(&mut self.child, timeout, Duration::from_millis(20)) {
+            Ok(Some(status)) => {
+                self.exit = Some(status);
+                Ok(status)
             }
+            Ok(None) => {
+                self.kill();
+                Err(format!(
+                    "bot {} did not exit within {timeout:?}; killed it",
+                    self.peer_id
+                ))
+            }
+            Err(e) => Err(format!("cannot wait for the bot: {e}")),
         }
     }
 
@@ -314,8 +275,6 @@ impl Drop for Bot {
     fn drop(&mut self) {
         self.stdin.take();
         self.kill();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.output.join();
     }
 }

@@ -18,7 +18,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use libp2p::{identify, noise, ping, relay, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
 
 use crate::probes::{self, Transfer, ECHO, PING, SINK};
 
@@ -169,14 +169,7 @@ impl fmt::Debug for Client {
 
 impl Client {
     pub async fn start(options: ClientOptions) -> Result<Client, String> {
-        let swarm = SwarmBuilder::with_new_identity()
-            .with_async_std()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| format!("tcp transport: {e}"))?
+        let swarm = crate::with_tcp_noise_yamux!(SwarmBuilder::with_new_identity())?
             .with_websocket(noise::Config::new, yamux::Config::default)
             .await
             .map_err(|e| format!("websocket transport: {e}"))?

@@ -23,21 +23,14 @@ impl Holder {
     /// the answer says OK; it then keeps the connection open.
     pub async fn reserve(addr: Multiaddr, relay_peer: PeerId) -> Result<Holder, String> {
         use futures::channel::oneshot;
+        use libp2p::identity::Keypair;
         use libp2p::swarm::SwarmEvent;
-        use libp2p::{noise, tcp, yamux, SwarmBuilder};
 
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_async_std()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| e.to_string())?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .map_err(|e| e.to_string())?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+        let mut swarm = crate::swarm::tcp_swarm(
+            Keypair::generate_ed25519(),
+            |_| libp2p_stream::Behaviour::new(),
+            Duration::from_secs(3600),
+        )?;
         let mut control = swarm.behaviour().new_control();
         swarm.dial(addr).map_err(|e| e.to_string())?;
         let (stop, stop_rx) = oneshot::channel::<()>();

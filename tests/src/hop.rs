@@ -13,7 +13,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, Swarm, SwarmBuilder};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, Swarm};
 
 pub use bsv_p2p_wire::{
     self as wire, encode_frame as frame, hop_type, stop_type, HopMessage, Limit, Status,
@@ -62,19 +62,12 @@ impl RawPeer {
     /// A peer with `key`: two peers started with one key are two connections
     /// of the same peer ID as the relay sees them.
     pub fn with_key(key: Keypair, options: RawOptions) -> Result<RawPeer, String> {
-        let swarm = SwarmBuilder::with_existing_identity(key)
-            .with_async_std()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| format!("tcp transport: {e}"))?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .map_err(|e| format!("behaviour: {e}"))?
+        let swarm = crate::swarm::tcp_swarm(
+            key,
+            |_| libp2p_stream::Behaviour::new(),
             // Connections live as long as the test wants them.
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+            Duration::from_secs(3600),
+        )?;
         let peer_id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().new_control();
         let stops = if options.accept_stop {

@@ -6,6 +6,7 @@
 
 pub mod attack;
 pub mod bot;
+pub mod child;
 pub mod client;
 pub mod ctl;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod scratch;
+pub mod swarm;
 
 pub use bot::{Bot, BotOptions};
 pub use client::{Client, ClientEvent, ClientOptions, Reservation};

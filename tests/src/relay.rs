@@ -6,15 +6,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 
-use crate::jsonlog::{JsonLines, WaitError};
+use crate::child::{self, ChildOutput, Wording};
 use crate::scratch::ScratchDir;
 
 /// How long the relay gets to log its first listening addresses.
@@ -151,9 +149,7 @@ pub struct Relay {
     peer_id: PeerId,
     tcp_addr: Multiaddr,
     ws_addr: Option<Multiaddr>,
-    log: Arc<JsonLines>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+    output: ChildOutput,
     dir: Option<ScratchDir>,
     exit: Option<ExitStatus>,
 }
@@ -190,19 +186,7 @@ impl Relay {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", relay_bin().display()));
         let pid = child.id();
-
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (log, stdout_reader) = JsonLines::spawn(child.stdout.take().expect("piped stdout"));
-        let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let mut readers = vec![stdout_reader];
-        {
-            let stderr = stderr.clone();
-            readers.push(std::thread::spawn(move || {
-                let mut buf = String::new();
-                let _ = err_pipe.read_to_string(&mut buf);
-                stderr.lock().unwrap().push_str(&buf);
-            }));
-        }
+        let output = ChildOutput::capture(&mut child);
 
         let mut relay = Relay {
             child,
@@ -210,9 +194,7 @@ impl Relay {
             peer_id: PeerId::random(),
             tcp_addr: Multiaddr::empty(),
             ws_addr: None,
-            log,
-            stderr,
-            readers,
+            output,
             dir: Some(dir),
             exit: None,
         };
@@ -295,24 +277,21 @@ impl Relay {
     /// Every log line so far, parsed (lines that are not JSON appear as
     /// `{"event":"unparsed","line":...}`).
     pub fn events(&self) -> Vec<Value> {
-        self.log.all()
+        self.output.events()
     }
 
     /// Index of the next log line, to wait only for what comes after it.
     pub fn mark(&self) -> usize {
-        self.log.len()
+        self.output.mark()
     }
 
     /// Events of `kind` so far that satisfy `pred`.
     pub fn events_of(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == kind && pred(e))
-            .collect()
+        self.output.events_of(kind, pred)
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.output.stderr()
     }
 
     /// Waits for an event of `kind` satisfying `pred`, seen at any time since start.
@@ -333,17 +312,12 @@ impl Relay {
         pred: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Result<Value, String> {
-        self.log
-            .wait_after(mark, |e| e["event"] == kind && pred(e), timeout)
-            .map_err(|e| match e {
-                WaitError::Closed => format!(
-                    "the relay closed its log before a matching {kind:?} event; stderr: {}",
-                    self.stderr()
-                ),
-                WaitError::Timeout { tail } => {
-                    format!("no matching {kind:?} event within {timeout:?}; last events: {tail}")
-                }
-            })
+        let wording = Wording {
+            ended: "the relay closed its log",
+            prefix: "",
+        };
+        self.output
+            .wait_for_event(mark, kind, pred, timeout, wording)
     }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit.
@@ -353,26 +327,14 @@ impl Relay {
         }
         let started = Instant::now();
         self.signal(signal);
-        let deadline = started + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    let elapsed = started.elapsed();
-                    self.exit = Some(status);
-                    self.join_readers();
-                    return Ok(Stopped { status, elapsed });
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    self.kill();
-                    return Err(format!(
-                        "the relay did not exit within {timeout:?} of {signal:?}; killed it"
-                    ));
-                }
-                Err(e) => return Err(format!("cannot wait for the relay: {e}")),
-            }
+        match self.reap(timeout)? {
+            Some((status, seen)) => Ok(Stopped {
+                status,
+                elapsed: seen - started,
+            }),
+            None => Err(format!(
+                "the relay did not exit within {timeout:?} of {signal:?}; killed it"
+            )),
         }
     }
 
@@ -382,25 +344,27 @@ impl Relay {
         if let Some(status) = self.exit {
             return Ok(status);
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.exit = Some(status);
-                    self.join_readers();
-                    return Ok(status);
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    self.kill();
-                    return Err(format!(
-                        "the relay did not exit within {timeout:?}; killed it"
-                    ));
-                }
-                Err(e) => return Err(format!("cannot wait for the relay: {e}")),
+        self.reap(timeout)?
+            .map(|(status, _)| status)
+            .ok_or_else(|| format!("the relay did not exit within {timeout:?}; killed it"))
+    }
+
+    /// Waits up to `timeout` for the process to exit and reaps it: its
+    /// status and when the exit was seen; `None` when it was still running
+    /// and is killed now.
+    fn reap(&mut self, timeout: Duration) -> Result<Option<(ExitStatus, Instant)>, String> {
+        match child::wait_exit(&mut self.child, timeout, Duration::from_millis(10)) {
+            Ok(Some(status)) => {
+                let seen = Instant::now();
+                self.exit = Some(status);
+                self.join_readers();
+                Ok(Some((status, seen)))
             }
+            Ok(None) => {
+                self.kill();
+                Ok(None)
+            }
+            Err(e) => Err(format!("cannot wait for the relay: {e}")),
         }
     }
 
@@ -436,9 +400,7 @@ impl Relay {
     }
 
     fn join_readers(&mut self) {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.output.join();
     }
 }
 
@@ -496,24 +458,20 @@ where
         let _ = err_pipe.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stderr = err.join().unwrap_or_default();
-                return Err(format!(
-                    "the relay was still running after {timeout:?}; killed it. stderr: {stderr}"
-                ));
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("cannot wait for the relay: {e}"));
-            }
+    let status = match child::wait_exit(&mut child, timeout, Duration::from_millis(10)) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            return Err(format!(
+                "the relay was still running after {timeout:?}; killed it. stderr: {stderr}"
+            ));
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cannot wait for the relay: {e}"));
         }
     };
     Ok(Finished {

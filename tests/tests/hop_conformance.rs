@@ -67,6 +67,17 @@ fn count(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The relay's `stats`, each counter in `want` (named by its JSON pointer,
+/// e.g. `/circuits/opened`) checked to have the value given.
+fn expect_stats(relay: &Relay, want: &[(&str, u64)]) -> Value {
+    let stats = relay.ctl(&["stats"]);
+    for &(pointer, value) in want {
+        let got = count(stats.pointer(pointer).unwrap_or(&Value::Null));
+        assert_eq!(got, value, "{pointer}: {stats}");
+    }
+    stats
+}
+
 fn expect_status(reply: &HopMessage, want: Status, what: &str) {
     assert_eq!(
         reply.kind,
@@ -78,6 +89,41 @@ fn expect_status(reply: &HopMessage, want: Status, what: &str) {
 
 fn is_circuit(src: PeerId, dst: PeerId) -> impl Fn(&Value) -> bool {
     move |e| field(e, "src") == src.to_string() && field(e, "dst") == dst.to_string()
+}
+
+/// `src` asks the relay for a circuit to `dst` and is answered `want`.
+async fn expect_connect(relay: &Relay, src: &RawPeer, dst: PeerId, want: Status, what: &str) {
+    let (reply, _) = src
+        .connect_via(relay.peer_id(), dst)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    expect_status(&reply, want, what);
+}
+
+/// Waits for the `circuit_closed` of `src` -> `dst` logged at `mark` or
+/// later (0: at any time); checks its reason and, when given, the bytes it
+/// carried each way (source to destination, back).
+fn expect_closed(
+    relay: &Relay,
+    mark: usize,
+    (src, dst): (&RawPeer, &RawPeer),
+    reason: &str,
+    bytes: Option<(u64, u64)>,
+) -> Value {
+    let closed = relay
+        .wait_for_event_after(
+            mark,
+            "circuit_closed",
+            is_circuit(src.peer_id(), dst.peer_id()),
+            EVENT_TIMEOUT,
+        )
+        .expect("circuit_closed logged");
+    assert_eq!(field(&closed, "reason"), reason, "{closed}");
+    if let Some((forth, back)) = bytes {
+        assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(forth), "{closed}");
+        assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(back), "{closed}");
+    }
+    closed
 }
 
 /// A circuit opened byte for byte: `src` sends CONNECT, `dst` answers the
@@ -117,6 +163,24 @@ async fn open_circuit(relay: &Relay, src: &RawPeer, dst: &RawPeer) -> Circuit {
         src: src_stream,
         dst: dst_stream,
     }
+}
+
+/// `dst` takes the relay's next stop stream and reads its CONNECT, leaving
+/// it unanswered: the stream, for the test to answer or hold.
+async fn read_connect(dst: &RawPeer) -> Result<Stream, String> {
+    let (_, mut stream) = dst.next_stop(EVENT_TIMEOUT).await?;
+    hop::read_stop(&mut stream).await?;
+    Ok(stream)
+}
+
+/// Both ends of `c` are reset by the relay: neither can write any more.
+async fn expect_both_reset(c: &mut Circuit) {
+    wait_reset(&mut c.src, EVENT_TIMEOUT)
+        .await
+        .expect("the source's stream is reset");
+    wait_reset(&mut c.dst, EVENT_TIMEOUT)
+        .await
+        .expect("the destination's stream is reset");
 }
 
 /// Sends `data` on `from` while `to` reads it; the bytes `to` got.
@@ -201,10 +265,13 @@ fn malformed_and_unexpected_requests_get_their_status_codes() {
             .await
             .expect("a reservation after the bad requests");
 
-        let stats = relay.ctl(&["stats"]);
-        let denials = &stats["denials"];
-        assert_eq!(count(&denials["malformed_message"]), malformed, "{stats}");
-        assert_eq!(count(&denials["unexpected_message"]), 1, "{stats}");
+        expect_stats(
+            &relay,
+            &[
+                ("/denials/malformed_message", malformed),
+                ("/denials/unexpected_message", 1),
+            ],
+        );
         let denied = relay.events_of("request_denied", |e| {
             field(e, "peerId") == p.peer_id().to_string()
         });
@@ -228,13 +295,13 @@ fn circuit_to_oneself_is_permission_denied() {
             .expect("answer");
         expect_status(&reply, Status::PermissionDenied, "CONNECT to oneself");
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["denied"]["self_circuit"]),
-            1,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/denied/self_circuit", 1),
+                ("/denials/self_circuit", 1),
+            ],
         );
-        assert_eq!(count(&stats["denials"]["self_circuit"]), 1, "{stats}");
         let denied = relay
             .wait_for_event(
                 "circuit_denied",
@@ -253,29 +320,33 @@ fn connect_to_a_peer_without_reservation_is_no_reservation() {
         let src = peer(&relay, false).await;
         // Connected to the relay but holding no reservation.
         let bystander = peer(&relay, true).await;
-        let r = relay.peer_id();
 
-        let (reply, _) = src.connect_via(r, PeerId::random()).await.expect("answer");
-        expect_status(&reply, Status::NoReservation, "CONNECT to an unknown peer");
-        let (reply, _) = src
-            .connect_via(r, bystander.peer_id())
-            .await
-            .expect("answer");
-        expect_status(
-            &reply,
+        expect_connect(
+            &relay,
+            &src,
+            PeerId::random(),
+            Status::NoReservation,
+            "CONNECT to an unknown peer",
+        )
+        .await;
+        expect_connect(
+            &relay,
+            &src,
+            bystander.peer_id(),
             Status::NoReservation,
             "CONNECT to a connected peer without reservation",
-        );
+        )
+        .await;
         let stop = bystander.next_stop(Duration::from_millis(300)).await;
         assert!(stop.is_err(), "the relay opened a stop stream anyway");
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["denied"]["no_reservation"]),
-            2,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/denied/no_reservation", 2),
+                ("/circuits/opened", 0),
+            ],
         );
-        assert_eq!(count(&stats["circuits"]["opened"]), 0, "{stats}");
     });
 }
 
@@ -310,17 +381,16 @@ fn reservations_over_the_total_or_per_peer_cap_are_refused() {
         a1.reserve_ok(r).await.expect("a renews at the cap");
         b.reserve_ok(r).await.expect("b renews at the cap");
 
-        let stats = relay.ctl(&["stats"]);
-        let res = &stats["reservations"];
-        assert_eq!(count(&res["active"]), 2, "{stats}");
-        assert_eq!(count(&res["created"]), 2, "{stats}");
-        assert_eq!(count(&res["renewed"]), 2, "{stats}");
-        assert_eq!(
-            count(&res["denied"]["peer_reservations_full"]),
-            1,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/reservations/active", 2),
+                ("/reservations/created", 2),
+                ("/reservations/renewed", 2),
+                ("/reservations/denied/peer_reservations_full", 1),
+                ("/reservations/denied/reservations_full", 1),
+            ],
         );
-        assert_eq!(count(&res["denied"]["reservations_full"]), 1, "{stats}");
         for (who, reason) in [
             (a2.peer_id(), "peer_reservations_full"),
             (c.peer_id(), "reservations_full"),
@@ -341,7 +411,6 @@ fn reservations_over_the_total_or_per_peer_cap_are_refused() {
 fn circuits_over_the_total_or_per_peer_cap_are_resource_limit_exceeded() {
     let relay = start(json!({ "circuits": { "max": 2, "maxPerPeer": 1 } }));
     block_on(async {
-        let r = relay.peer_id();
         let d1 = reserved(&relay).await;
         let d2 = reserved(&relay).await;
         let d3 = reserved(&relay).await;
@@ -351,29 +420,42 @@ fn circuits_over_the_total_or_per_peer_cap_are_resource_limit_exceeded() {
 
         let first = open_circuit(&relay, &s1, &d1).await;
         // s1 is in one circuit already: the source's cap.
-        let (reply, _) = s1.connect_via(r, d2.peer_id()).await.unwrap();
-        expect_status(
-            &reply,
+        expect_connect(
+            &relay,
+            &s1,
+            d2.peer_id(),
             Status::ResourceLimitExceeded,
             "source over maxPerPeer",
-        );
+        )
+        .await;
         // d1 is in one circuit already: the destination's cap.
-        let (reply, _) = s2.connect_via(r, d1.peer_id()).await.unwrap();
-        expect_status(
-            &reply,
+        expect_connect(
+            &relay,
+            &s2,
+            d1.peer_id(),
             Status::ResourceLimitExceeded,
             "destination over maxPerPeer",
-        );
+        )
+        .await;
         let _second = open_circuit(&relay, &s2, &d2).await;
         // Two circuits open: the total cap.
-        let (reply, _) = s3.connect_via(r, d3.peer_id()).await.unwrap();
-        expect_status(&reply, Status::ResourceLimitExceeded, "circuit over max");
+        expect_connect(
+            &relay,
+            &s3,
+            d3.peer_id(),
+            Status::ResourceLimitExceeded,
+            "circuit over max",
+        )
+        .await;
 
-        let stats = relay.ctl(&["stats"]);
-        let denied = &stats["circuits"]["denied"];
-        assert_eq!(count(&denied["peer_circuits_full"]), 2, "{stats}");
-        assert_eq!(count(&denied["circuits_full"]), 1, "{stats}");
-        assert_eq!(count(&stats["circuits"]["active"]), 2, "{stats}");
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/denied/peer_circuits_full", 2),
+                ("/circuits/denied/circuits_full", 1),
+                ("/circuits/active", 2),
+            ],
+        );
 
         // A circuit that ends frees its slots.
         let mark = relay.mark();
@@ -400,12 +482,14 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
         // Reserved, but does not speak the stop protocol.
         let mute = peer(&relay, false).await;
         mute.reserve_ok(r).await.unwrap();
-        let (reply, _) = src.connect_via(r, mute.peer_id()).await.unwrap();
-        expect_status(
-            &reply,
+        expect_connect(
+            &relay,
+            &src,
+            mute.peer_id(),
             Status::ConnectionFailed,
             "destination without stop protocol",
-        );
+        )
+        .await;
 
         // Takes the stop stream and refuses the circuit.
         let refuser = reserved(&relay).await;
@@ -423,8 +507,7 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
         // Takes the stop stream, then leaves without answering.
         let leaver = reserved(&relay).await;
         let (asked, left) = futures::join!(src.connect_via(r, leaver.peer_id()), async {
-            let (_, mut stream) = leaver.next_stop(EVENT_TIMEOUT).await?;
-            hop::read_stop(&mut stream).await?;
+            let _stream = read_connect(&leaver).await?;
             leaver.disconnect(r).await
         });
         left.expect("the leaver reads CONNECT and disconnects");
@@ -437,8 +520,7 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
         // Answers with something that is no stop message.
         let babbler = reserved(&relay).await;
         let (asked, babbled) = futures::join!(src.connect_via(r, babbler.peer_id()), async {
-            let (_, mut stream) = babbler.next_stop(EVENT_TIMEOUT).await?;
-            hop::read_stop(&mut stream).await?;
+            let mut stream = read_connect(&babbler).await?;
             hop::write_msg(&mut stream, &[0xff; 8]).await
         });
         babbled.expect("the babbler answers garbage");
@@ -448,14 +530,14 @@ fn destinations_that_cannot_take_the_circuit_are_connection_failed() {
             "destination answering garbage",
         );
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["denied"]["connection_failed"]),
-            4,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/denied/connection_failed", 4),
+                ("/circuits/opened", 0),
+                ("/circuits/active", 0),
+            ],
         );
-        assert_eq!(count(&stats["circuits"]["opened"]), 0, "{stats}");
-        assert_eq!(count(&stats["circuits"]["active"]), 0, "{stats}");
     });
 }
 
@@ -630,10 +712,14 @@ fn renewal_keeps_the_address_and_is_idempotent() {
         }
 
         // Still one reservation, and a is still reachable by it.
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(count(&stats["reservations"]["active"]), 1, "{stats}");
-        assert_eq!(count(&stats["reservations"]["created"]), 1, "{stats}");
-        assert_eq!(count(&stats["reservations"]["renewed"]), 3, "{stats}");
+        expect_stats(
+            &relay,
+            &[
+                ("/reservations/active", 1),
+                ("/reservations/created", 1),
+                ("/reservations/renewed", 3),
+            ],
+        );
         let created = relay.events_of("reservation_created", |_| true);
         assert_eq!(created.len(), 1, "{created:?}");
         let src = peer(&relay, false).await;
@@ -664,16 +750,22 @@ fn reservation_ends_when_the_peer_disconnects() {
                 EVENT_TIMEOUT,
             )
             .expect("reservation_closed logged");
-        let (reply, _) = src.connect_via(r, a.peer_id()).await.unwrap();
-        expect_status(&reply, Status::NoReservation, "CONNECT after the peer left");
+        expect_connect(
+            &relay,
+            &src,
+            a.peer_id(),
+            Status::NoReservation,
+            "CONNECT after the peer left",
+        )
+        .await;
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(count(&stats["reservations"]["active"]), 0, "{stats}");
-        assert_eq!(count(&stats["reservations"]["closed"]), 1, "{stats}");
-        assert_eq!(
-            count(&stats["circuits"]["denied"]["no_reservation"]),
-            1,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/reservations/active", 0),
+                ("/reservations/closed", 1),
+                ("/circuits/denied/no_reservation", 1),
+            ],
         );
     });
 }
@@ -748,22 +840,8 @@ fn data_limit_counts_each_direction_on_its_own_to_the_byte() {
             .await
             .expect("the source's stream ends");
         // Reset, not half-closed: neither end can write any more.
-        wait_reset(&mut c.src, EVENT_TIMEOUT)
-            .await
-            .expect("the source's stream is reset");
-        wait_reset(&mut c.dst, EVENT_TIMEOUT)
-            .await
-            .expect("the destination's stream is reset");
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(src.peer_id(), d.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("circuit_closed logged");
-        assert_eq!(field(&closed, "reason"), "data_limit", "{closed}");
-        assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(MIB), "{closed}");
-        assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(MIB), "{closed}");
+        expect_both_reset(&mut c).await;
+        expect_closed(&relay, 0, (&src, &d), "data_limit", Some((MIB, MIB)));
 
         // The other direction alone: `data` + 1 bytes from the destination.
         let mark = relay.mark();
@@ -786,35 +864,16 @@ fn data_limit_counts_each_direction_on_its_own_to_the_byte() {
             .await
             .expect("the source's stream ends");
         assert_eq!(extra, 0, "bytes over the limit reached the source");
-        wait_reset(&mut c.src, EVENT_TIMEOUT)
-            .await
-            .expect("the source's stream is reset");
-        wait_reset(&mut c.dst, EVENT_TIMEOUT)
-            .await
-            .expect("the destination's stream is reset");
-        let closed = relay
-            .wait_for_event_after(
-                mark,
-                "circuit_closed",
-                is_circuit(src.peer_id(), d.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("circuit_closed logged");
-        assert_eq!(field(&closed, "reason"), "data_limit", "{closed}");
-        assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(0), "{closed}");
-        assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(MIB), "{closed}");
+        expect_both_reset(&mut c).await;
+        expect_closed(&relay, mark, (&src, &d), "data_limit", Some((0, MIB)));
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["closedByReason"]["data_limit"]),
-            2,
-            "{stats}"
-        );
-        assert_eq!(count(&stats["bytesRelayed"]["srcToDst"]), MIB, "{stats}");
-        assert_eq!(
-            count(&stats["bytesRelayed"]["dstToSrc"]),
-            2 * MIB,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/closedByReason/data_limit", 2),
+                ("/bytesRelayed/srcToDst", MIB),
+                ("/bytesRelayed/dstToSrc", 2 * MIB),
+            ],
         );
     });
 }
@@ -879,25 +938,13 @@ fn duration_limit_resets_the_circuit_after_its_duration_not_before() {
             .expect("the source's stream is reset");
         echo.await;
 
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(src.peer_id(), d.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("circuit_closed logged");
-        assert_eq!(field(&closed, "reason"), "duration_limit", "{closed}");
+        let closed = expect_closed(&relay, 0, (&src, &d), "duration_limit", None);
         let ms = closed["durationMs"].as_u64().unwrap_or_default();
         assert!(
             (2000..3000).contains(&ms),
             "durationMs {ms} for a 2 s limit: {closed}"
         );
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["closedByReason"]["duration_limit"]),
-            1,
-            "{stats}"
-        );
+        expect_stats(&relay, &[("/circuits/closedByReason/duration_limit", 1)]);
     });
 }
 
@@ -922,15 +969,18 @@ fn reservation_expires_after_its_ttl() {
             )
             .expect("reservation_expired logged");
         let src = peer(&relay, false).await;
-        let (reply, _) = src.connect_via(r, a.peer_id()).await.unwrap();
-        expect_status(
-            &reply,
+        expect_connect(
+            &relay,
+            &src,
+            a.peer_id(),
             Status::NoReservation,
             "CONNECT after the reservation expired",
+        )
+        .await;
+        expect_stats(
+            &relay,
+            &[("/reservations/expired", 1), ("/reservations/active", 0)],
         );
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(count(&stats["reservations"]["expired"]), 1, "{stats}");
-        assert_eq!(count(&stats["reservations"]["active"]), 0, "{stats}");
         // A fresh reservation on the same connection is a new one.
         a.reserve_ok(r).await.expect("reserves again");
     });
@@ -983,30 +1033,17 @@ fn a_circuit_closed_by_both_ends_reports_its_bytes_each_way() {
         let (extra, _) = read_until_end(&mut c.src, EVENT_TIMEOUT).await.unwrap();
         assert_eq!(extra, 0);
 
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(src.peer_id(), d.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("circuit_closed logged");
-        assert_eq!(field(&closed, "reason"), "done", "{closed}");
-        assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(100_000), "{closed}");
-        assert_eq!(closed["bytesDstToSrc"].as_u64(), Some(71_000), "{closed}");
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["closedByReason"]["done"]),
-            1,
-            "{stats}"
+        expect_closed(&relay, 0, (&src, &d), "done", Some((100_000, 71_000)));
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/closedByReason/done", 1),
+                ("/circuits/opened", 1),
+                ("/circuits/closed", 1),
+                ("/bytesRelayed/srcToDst", 100_000),
+                ("/bytesRelayed/dstToSrc", 71_000),
+            ],
         );
-        assert_eq!(count(&stats["circuits"]["opened"]), 1, "{stats}");
-        assert_eq!(count(&stats["circuits"]["closed"]), 1, "{stats}");
-        assert_eq!(
-            count(&stats["bytesRelayed"]["srcToDst"]),
-            100_000,
-            "{stats}"
-        );
-        assert_eq!(count(&stats["bytesRelayed"]["dstToSrc"]), 71_000, "{stats}");
     });
 }
 
@@ -1025,11 +1062,10 @@ fn silent_peers_are_given_up_on_after_the_request_timeout() {
         // A destination that takes the stop stream and never answers: the
         // source gets CONNECTION_FAILED once the relay stops waiting.
         let stalled = async {
-            let (asked, held) = futures::join!(src.connect_via(r, sleeper.peer_id()), async {
-                let (_, mut stream) = sleeper.next_stop(EVENT_TIMEOUT).await?;
-                hop::read_stop(&mut stream).await?;
-                Ok::<_, String>(stream)
-            });
+            let (asked, held) = futures::join!(
+                src.connect_via(r, sleeper.peer_id()),
+                read_connect(&sleeper)
+            );
             let _held = held.expect("the sleeper reads CONNECT");
             let (reply, _) = asked.expect("CONNECT answered");
             (reply, started.elapsed())
@@ -1058,12 +1094,12 @@ fn silent_peers_are_given_up_on_after_the_request_timeout() {
             "the relay closed the silent stream after only {closed_at:?}"
         );
 
-        let stats = relay.ctl(&["stats"]);
-        assert_eq!(
-            count(&stats["circuits"]["denied"]["connection_failed"]),
-            1,
-            "{stats}"
+        expect_stats(
+            &relay,
+            &[
+                ("/circuits/denied/connection_failed", 1),
+                ("/circuits/active", 0),
+            ],
         );
-        assert_eq!(count(&stats["circuits"]["active"]), 0, "{stats}");
     });
 }

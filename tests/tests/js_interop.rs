@@ -46,6 +46,24 @@ fn reserved_bot(relay: &Relay, addr: Multiaddr) -> Bot {
     bot
 }
 
+/// Bot `a` reserved on the relay over TCP, bot `b` over WebSocket.
+fn two_bots(relay: &Relay) -> (Bot, Bot) {
+    let a = reserved_bot(relay, relay.tcp_addr());
+    let b = reserved_bot(relay, relay.ws_addr());
+    (a, b)
+}
+
+/// The `connection_open` that `bot` logs (within 5 s) for its connection
+/// with `peer`; `what` names it when it does not come.
+fn connection_open(bot: &Bot, peer: &str, what: &str) -> Value {
+    bot.wait_for(
+        "connection_open",
+        |e| field(e, "peer") == peer,
+        Duration::from_secs(5),
+    )
+    .expect(what)
+}
+
 fn echo(bot: &mut Bot, addr: &str, bytes: u64, seed: u64) -> Value {
     let r = bot.ok(
         json!({ "cmd": "echo", "addr": addr, "bytes": bytes, "seed": seed }),
@@ -71,8 +89,7 @@ fn relay_circuit(relay: &Relay, src: &str, dst: &str) -> Option<Value> {
 fn tcp_and_ws_bots_reserve_ping_and_echo_32_mib_each_way() {
     // The embedded defaults: what an operator gets without a config file.
     let relay = Relay::start(json!({ "mode": "relay" }));
-    let mut a = reserved_bot(&relay, relay.tcp_addr());
-    let mut b = reserved_bot(&relay, relay.ws_addr());
+    let (mut a, mut b) = two_bots(&relay);
 
     let reservations = relay.ctl(&["reservations"]);
     for bot in [&a, &b] {
@@ -140,8 +157,7 @@ fn tcp_and_ws_bots_reserve_ping_and_echo_32_mib_each_way() {
 fn unlimited_circuits_reach_js_bots_unlimited_and_carry_many_messages_on_one_connection() {
     let relay =
         Relay::start(json!({ "mode": "relay", "relay": { "circuits": { "unlimited": true } } }));
-    let mut a = reserved_bot(&relay, relay.tcp_addr());
-    let b = reserved_bot(&relay, relay.ws_addr());
+    let (mut a, b) = two_bots(&relay);
     let b_addr = via(&relay.tcp_addr(), b.peer_id());
 
     let r = echo(&mut a, &b_addr, 8 * MIB, 3);
@@ -150,13 +166,7 @@ fn unlimited_circuits_reach_js_bots_unlimited_and_carry_many_messages_on_one_con
         json!(false),
         "no Limit is sent, so the bot's connection is not limited: {r}"
     );
-    let inbound = b
-        .wait_for(
-            "connection_open",
-            |e| field(e, "peer") == a.peer_id(),
-            Duration::from_secs(5),
-        )
-        .expect("B sees the relayed connection from A");
+    let inbound = connection_open(&b, a.peer_id(), "B sees the relayed connection from A");
     assert_eq!(inbound["limited"], json!(false), "{inbound}");
     assert_eq!(inbound["limits"], Value::Null, "{inbound}");
 
@@ -198,19 +208,12 @@ fn a_data_limit_marks_js_connections_limited_and_traffic_under_it_flows() {
         "mode": "relay",
         "relay": { "circuits": { "data": 64 * MIB, "duration": 600_000 } }
     }));
-    let mut a = reserved_bot(&relay, relay.tcp_addr());
-    let b = reserved_bot(&relay, relay.ws_addr());
+    let (mut a, b) = two_bots(&relay);
     let b_addr = via(&relay.tcp_addr(), b.peer_id());
 
     let r = echo(&mut a, &b_addr, 4 * MIB, 4);
     assert_eq!(r["limited"], json!(true), "{r}");
-    let inbound = b
-        .wait_for(
-            "connection_open",
-            |e| field(e, "peer") == a.peer_id(),
-            Duration::from_secs(5),
-        )
-        .expect("B sees the relayed connection from A");
+    let inbound = connection_open(&b, a.peer_id(), "B sees the relayed connection from A");
     assert_eq!(inbound["limited"], json!(true), "{inbound}");
     // The Limit the relay sent, as the bot reads it: bytes per direction and seconds.
     let bytes: u64 = inbound["limits"]["bytes"]
@@ -244,8 +247,7 @@ fn a_data_limit_marks_js_connections_limited_and_traffic_under_it_flows() {
 #[test]
 fn gossip_from_one_bot_reaches_the_other_through_the_relay() {
     let relay = Relay::start(json!({ "mode": "relay" }));
-    let mut a = reserved_bot(&relay, relay.tcp_addr());
-    let mut b = reserved_bot(&relay, relay.ws_addr());
+    let (mut a, mut b) = two_bots(&relay);
     let topic = "/openclaw/announce/1.0.0";
     let relay_id = relay.peer_id().to_string();
 
@@ -315,13 +317,7 @@ fn a_bot_without_ping_service_holds_its_reservation_for_two_minutes() {
     let mut bot = Bot::start(options);
     bot.wait_reserved(T);
     let relay_id = relay.peer_id().to_string();
-    let first = bot
-        .wait_for(
-            "connection_open",
-            |e| field(e, "peer") == relay_id,
-            Duration::from_secs(5),
-        )
-        .expect("the bot logs its relay connection");
+    let first = connection_open(&bot, &relay_id, "the bot logs its relay connection");
     relay
         .wait_for_event("reservation_created", is_peer(bot.peer_id()), T)
         .expect("the relay logs the reservation");

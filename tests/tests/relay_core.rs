@@ -11,6 +11,7 @@ use bsv_p2p_tests::relay::field;
 use bsv_p2p_tests::scenario::{circuit, is_circuit, is_peer};
 use bsv_p2p_tests::{Client, ClientOptions, Relay, RelayOptions, Signal};
 use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
@@ -23,14 +24,63 @@ async fn client() -> Client {
         .expect("client starts")
 }
 
+/// A relay (`mode: relay`) with `relay` as its `relay` settings.
+fn relay_with(relay: Value) -> Relay {
+    Relay::start(json!({ "mode": "relay", "relay": relay }))
+}
+
+/// `b` connects to the relay over TCP, dials `dst` through it and echoes
+/// 64 KiB to it; `reachable` says what the dial shows.
+async fn echo_via_relay(relay: &Relay, b: &Client, dst: PeerId, reachable: &str) {
+    b.connect(&relay.tcp_addr()).await.unwrap();
+    b.dial_via(&relay.tcp_addr(), dst)
+        .await
+        .unwrap_or_else(|e| panic!("{reachable}: {e}"));
+    b.echo(dst, 64 * 1024, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{reachable}: echo: {e}"));
+}
+
+/// Two new clients, `b` in a circuit to `a` through the relay, which `b`
+/// reaches over `via`.
+async fn clients_in_circuit(relay: &Relay, via: &Multiaddr) -> (Client, Client) {
+    let a = client().await;
+    let b = client().await;
+    circuit(relay, via, &a, &b).await;
+    (a, b)
+}
+
+/// The relay's `circuit_closed` for the circuit from `b` to `a`.
+fn circuit_closed(relay: &Relay, a: &Client, b: &Client) -> Value {
+    relay
+        .wait_for_event(
+            "circuit_closed",
+            is_circuit(b.peer_id(), a.peer_id()),
+            EVENT_TIMEOUT,
+        )
+        .expect("the relay logs circuit_closed")
+}
+
+/// The Limit `b`'s outbound circuit came with (`None`: no Limit).
+async fn outbound_limit(b: &Client) -> Option<CircuitLimit> {
+    let (_, outbound) = b
+        .wait_event(0, EVENT_TIMEOUT, |e| {
+            matches!(e, ClientEvent::OutboundCircuit { .. })
+        })
+        .await
+        .unwrap();
+    match outbound {
+        ClientEvent::OutboundCircuit { limit, .. } => limit,
+        other => unreachable!("waited for an outbound circuit, got {other:?}"),
+    }
+}
+
 #[test]
 fn data_flows_both_ways_intact_through_a_circuit() {
     let relay = Relay::start(json!({ "mode": "relay" }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
         // b reaches the relay over WebSocket, a over TCP.
-        circuit(&relay, &relay.ws_addr(), &a, &b).await;
+        let (a, b) = clients_in_circuit(&relay, &relay.ws_addr()).await;
         let b_conn = relay
             .wait_for_event("connection_opened", is_peer(b.peer_id()), EVENT_TIMEOUT)
             .unwrap();
@@ -48,13 +98,7 @@ fn data_flows_both_ways_intact_through_a_circuit() {
 
         // Each direction carried both echoes: 8 MiB of payload plus framing.
         b.disconnect(a.peer_id());
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(b.peer_id(), a.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("the relay logs circuit_closed");
+        let closed = circuit_closed(&relay, &a, &b);
         for key in ["bytesSrcToDst", "bytesDstToSrc"] {
             let n = closed[key].as_u64().unwrap_or_default();
             assert!(
@@ -67,10 +111,7 @@ fn data_flows_both_ways_intact_through_a_circuit() {
 
 #[test]
 fn reservation_is_renewed_before_it_expires() {
-    let relay = Relay::start(json!({
-        "mode": "relay",
-        "relay": { "reservations": { "ttl": 5000 } }
-    }));
+    let relay = relay_with(json!({ "reservations": { "ttl": 5000 } }));
     block_on(async {
         let a = client().await;
         let b = client().await;
@@ -105,13 +146,7 @@ fn reservation_is_renewed_before_it_expires() {
         // Past the first TTL, a is still reachable through the relay.
         let past_ttl = Duration::from_millis(6500);
         async_std::task::sleep(past_ttl.saturating_sub(reserved_at.elapsed())).await;
-        b.connect(&relay.tcp_addr()).await.unwrap();
-        b.dial_via(&relay.tcp_addr(), a.peer_id())
-            .await
-            .expect("a is reachable after one TTL");
-        b.echo(a.peer_id(), 64 * 1024, Duration::from_secs(10))
-            .await
-            .expect("echo through the renewed reservation");
+        echo_via_relay(&relay, &b, a.peer_id(), "a is reachable after one TTL").await;
         assert!(reserved_at.elapsed() > Duration::from_secs(5));
         let expired = relay.events_of("reservation_expired", is_peer(a.peer_id()));
         assert!(expired.is_empty(), "a's reservation expired: {expired:?}");
@@ -158,10 +193,7 @@ fn restart_keeps_the_peer_id() {
 
 #[test]
 fn reservations_beyond_the_maximum_are_refused() {
-    let relay = Relay::start(json!({
-        "mode": "relay",
-        "relay": { "reservations": { "max": 2 } }
-    }));
+    let relay = relay_with(json!({ "reservations": { "max": 2 } }));
     block_on(async {
         let a = client().await;
         let b = client().await;
@@ -205,9 +237,7 @@ fn sigterm_with_connected_clients_drains_and_exits_zero() {
         "shutdown": { "timeout": shutdown.as_millis() as u64 }
     }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
-        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
+        let (a, b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
         b.echo(a.peer_id(), 256 * 1024, Duration::from_secs(10))
             .await
             .expect("the circuit works before the stop");
@@ -249,9 +279,7 @@ fn sigterm_with_connected_clients_drains_and_exits_zero() {
 fn shutdown_logs_the_circuits_reservations_and_connections_it_ends() {
     let mut relay = Relay::start(json!({ "mode": "relay" }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
-        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
+        let (a, b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
         let stopped = relay
             .stop(Signal::Term, Duration::from_secs(10))
             .expect("the relay exits after SIGTERM");
@@ -337,35 +365,25 @@ fn relay_keeps_answering_pings_of_a_peer_without_ping_service() {
 
         // Its reservation still works.
         let b = client().await;
-        b.connect(&relay.tcp_addr()).await.unwrap();
-        b.dial_via(&relay.tcp_addr(), bot.peer_id())
-            .await
-            .expect("the bot is still reachable through its reservation");
-        b.echo(bot.peer_id(), 64 * 1024, Duration::from_secs(10))
-            .await
-            .expect("echo to the bot");
+        echo_via_relay(
+            &relay,
+            &b,
+            bot.peer_id(),
+            "the bot is still reachable through its reservation",
+        )
+        .await;
     });
 }
 
 #[test]
 fn unlimited_circuit_carries_64_mib_uncut() {
-    let relay = Relay::start(json!({
-        "mode": "relay",
-        "relay": { "circuits": { "unlimited": true } }
-    }));
+    let relay = relay_with(json!({ "circuits": { "unlimited": true } }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
-        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
-        let (_, outbound) = b
-            .wait_event(0, EVENT_TIMEOUT, |e| {
-                matches!(e, ClientEvent::OutboundCircuit { .. })
-            })
-            .await
-            .unwrap();
+        let (a, b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
+        let limit = outbound_limit(&b).await;
         assert!(
-            matches!(outbound, ClientEvent::OutboundCircuit { limit: None, .. }),
-            "an unlimited relay must send no Limit: {outbound:?}"
+            limit.is_none(),
+            "an unlimited relay must send no Limit: {limit:?}"
         );
         let done = b
             .echo(a.peer_id(), 64 * MIB, Duration::from_secs(120))
@@ -379,26 +397,11 @@ fn unlimited_circuit_carries_64_mib_uncut() {
 
 #[test]
 fn circuit_data_limit_cuts_a_transfer_over_it() {
-    let relay = Relay::start(json!({
-        "mode": "relay",
-        "relay": { "circuits": { "data": 2 * MIB } }
-    }));
+    let relay = relay_with(json!({ "circuits": { "data": 2 * MIB } }));
     block_on(async {
-        let a = client().await;
-        let b = client().await;
-        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
-        let (_, outbound) = b
-            .wait_event(0, EVENT_TIMEOUT, |e| {
-                matches!(e, ClientEvent::OutboundCircuit { .. })
-            })
-            .await
-            .unwrap();
-        let ClientEvent::OutboundCircuit {
-            limit: Some(CircuitLimit { data, .. }),
-            ..
-        } = outbound
-        else {
-            panic!("a data-limited relay must send a Limit: {outbound:?}");
+        let (a, b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
+        let Some(CircuitLimit { data, .. }) = outbound_limit(&b).await else {
+            panic!("a data-limited relay must send a Limit");
         };
         assert_eq!(data, Some(2 * MIB));
 
@@ -408,13 +411,7 @@ fn circuit_data_limit_cuts_a_transfer_over_it() {
         let cut = b.echo(a.peer_id(), 4 * MIB, Duration::from_secs(20)).await;
         assert!(cut.is_err(), "4 MiB passed a 2 MiB limit: {cut:?}");
 
-        let closed = relay
-            .wait_for_event(
-                "circuit_closed",
-                is_circuit(b.peer_id(), a.peer_id()),
-                EVENT_TIMEOUT,
-            )
-            .expect("the relay logs circuit_closed");
+        let closed = circuit_closed(&relay, &a, &b);
         assert_eq!(field(&closed, "reason"), "data_limit", "{closed}");
         assert_eq!(closed["bytesSrcToDst"].as_u64(), Some(2 * MIB), "{closed}");
     });
@@ -435,9 +432,7 @@ fn runtime_threads_sets_the_worker_count_and_the_relay_still_relays() {
     let relay = Relay::start(json!({ "mode": "relay", "runtime": { "threads": 1 } }));
     assert_eq!(worker_threads(relay.pid()), 1);
     block_on(async {
-        let a = client().await;
-        let b = client().await;
-        circuit(&relay, &relay.tcp_addr(), &a, &b).await;
+        let (a, b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
         let t = b
             .echo(a.peer_id(), 4 * MIB, Duration::from_secs(60))
             .await

@@ -144,6 +144,58 @@ impl Bench {
             .and_then(procfs::usage)
             .map(|u| u.resident_bytes)
     }
+
+    fn cpu_mark(&self) -> CpuMark {
+        CpuMark {
+            relay: self.relay_cpu(),
+            own: own_cpu(),
+        }
+    }
+
+    /// The relay's CPU seconds since `mark` (when it can be read).
+    fn relay_cpu_since(&self, mark: CpuMark) -> Option<f64> {
+        mark.relay.zip(self.relay_cpu()).map(|(a, b)| b - a)
+    }
+
+    /// `fields` followed by what moving `bytes` cost since `mark`: the
+    /// relay's CPU seconds per GiB (of its `relay_cpu` seconds), the
+    /// clients' (this process's) CPU seconds per GiB, the relay's RSS.
+    fn with_costs(
+        &self,
+        fields: Value,
+        mark: CpuMark,
+        relay_cpu: Option<f64>,
+        bytes: u64,
+    ) -> Map<String, Value> {
+        let gib = bytes as f64 / GIB;
+        let mut out = object(fields);
+        out.insert(
+            "relay_cpu_s_per_gib".into(),
+            json!(relay_cpu.map(|c| round(c / gib, 3))),
+        );
+        out.insert(
+            "clients_cpu_s_per_gib".into(),
+            json!(round((own_cpu() - mark.own) / gib, 3)),
+        );
+        out.insert("relay_rss_bytes".into(), json!(self.relay_rss()));
+        out
+    }
+}
+
+/// CPU seconds used so far by the relay (when it can be read) and by this
+/// process, the clients.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    relay: Option<f64>,
+    own: f64,
+}
+
+/// A `json!({...})` as the map it is.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not a JSON object: {other}"),
+    }
 }
 
 fn own_cpu() -> f64 {
@@ -159,14 +211,13 @@ async fn circuit_throughput(bench: &Bench) -> Result<Map<String, Value>, String>
     let pair = bench.pair().await?;
     let to = pair.a.peer_id();
     pair.b.sink(to, MIB, Duration::from_secs(30)).await?;
-    let (relay_cpu, own) = (bench.relay_cpu(), own_cpu());
+    let mark = bench.cpu_mark();
     let done = pair
         .b
         .sink(to, bench.bytes, transfer_limit(bench.bytes))
         .await?;
-    let relay_cpu = relay_cpu.zip(bench.relay_cpu()).map(|(a, b)| b - a);
-    let gib = done.bytes as f64 / GIB;
-    Ok(json!({
+    let relay_cpu = bench.relay_cpu_since(mark);
+    let fields = json!({
         "relay": relay_name(&pair.relay_agent),
         "relay_agent": pair.relay_agent,
         "circuit_limit": pair.limit,
@@ -174,13 +225,8 @@ async fn circuit_throughput(bench: &Bench) -> Result<Map<String, Value>, String>
         "secs": round(done.elapsed.as_secs_f64(), 3),
         "mb_per_s": round(done.mb_per_s(), 1),
         "relay_cpu_s": relay_cpu.map(|c| round(c, 3)),
-        "relay_cpu_s_per_gib": relay_cpu.map(|c| round(c / gib, 3)),
-        "clients_cpu_s_per_gib": round((own_cpu() - own) / gib, 3),
-        "relay_rss_bytes": bench.relay_rss(),
-    })
-    .as_object()
-    .cloned()
-    .expect("object"))
+    });
+    Ok(bench.with_costs(fields, mark, relay_cpu, done.bytes))
 }
 
 /// 32-byte ping round trips on one stream: through the circuit to A, and
@@ -204,7 +250,7 @@ async fn circuit_rtt(bench: &Bench) -> Result<Map<String, Value>, String> {
     let through = rtts(&pair.b, pair.a.peer_id(), bench.pings).await?;
     let direct = rtts(&pair.b, relay_peer, bench.pings).await?;
     let us = |d: Duration| d.as_micros() as u64;
-    Ok(json!({
+    Ok(object(json!({
         "relay": relay_name(&pair.relay_agent),
         "rounds": bench.pings,
         "p50_us": us(quantile(&through, 0.5)),
@@ -213,10 +259,7 @@ async fn circuit_rtt(bench: &Bench) -> Result<Map<String, Value>, String> {
         "direct_p50_us": us(quantile(&direct, 0.5)),
         "direct_p99_us": us(quantile(&direct, 0.99)),
         "direct_max_us": us(quantile(&direct, 1.0)),
-    })
-    .as_object()
-    .cloned()
-    .expect("object"))
+    })))
 }
 
 /// Ping round trips to `peer` after a short warm-up on the same stream.
@@ -234,34 +277,28 @@ async fn concurrent_circuits(bench: &Bench) -> Result<Map<String, Value>, String
         pairs.push(bench.pair().await?);
     }
     let share = bench.bytes / n as u64;
-    let (relay_cpu, own) = (bench.relay_cpu(), own_cpu());
+    let mark = bench.cpu_mark();
     let started = Instant::now();
     let sends = pairs
         .iter()
         .map(|p| p.b.sink(p.a.peer_id(), share, transfer_limit(bench.bytes)));
     let results = futures::future::join_all(sends).await;
     let secs = started.elapsed().as_secs_f64();
-    let relay_cpu = relay_cpu.zip(bench.relay_cpu()).map(|(a, b)| b - a);
+    let relay_cpu = bench.relay_cpu_since(mark);
     let mut slowest = 0.0f64;
     for r in results {
         slowest = slowest.max(r?.elapsed.as_secs_f64());
     }
     let total = share * n as u64;
-    let gib = total as f64 / GIB;
-    Ok(json!({
+    let fields = json!({
         "relay": relay_name(&pairs[0].relay_agent),
         "circuits": n,
         "bytes": total,
         "secs": round(secs, 3),
         "mb_per_s": round(total as f64 / 1e6 / secs.max(1e-9), 1),
         "slowest_circuit_secs": round(slowest, 3),
-        "relay_cpu_s_per_gib": relay_cpu.map(|c| round(c / gib, 3)),
-        "clients_cpu_s_per_gib": round((own_cpu() - own) / gib, 3),
-        "relay_rss_bytes": bench.relay_rss(),
-    })
-    .as_object()
-    .cloned()
-    .expect("object"))
+    });
+    Ok(bench.with_costs(fields, mark, relay_cpu, total))
 }
 
 /// Generous bound for a transfer: 10 MB/s at worst, and a minute at least.

@@ -8,9 +8,11 @@ use std::time::Duration;
 use async_std::task::block_on;
 use bsv_p2p_tests::attack::{rss, MIB};
 use bsv_p2p_tests::hop::{self, RawOptions, RawPeer, Status};
+use bsv_p2p_tests::swarm::tcp_swarm;
 use bsv_p2p_tests::{Client, ClientOptions, Relay};
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
-use libp2p::{gossipsub, noise, tcp, yamux, StreamProtocol, SwarmBuilder};
+use libp2p::identity::Keypair;
+use libp2p::{gossipsub, StreamProtocol};
 use serde_json::{json, Value};
 
 const IDENTIFY_PUSH: StreamProtocol = StreamProtocol::new("/ipfs/id/push/1.0.0");
@@ -220,15 +222,9 @@ async fn drive(swarm: &mut libp2p::Swarm<gossipsub::Behaviour>, for_ms: u64) {
 /// 500 bytes, sent as its router sends them; the relay's RSS while it is
 /// still connected.
 async fn flood_topics(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerId, u64) {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_async_std()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
+    let mut swarm = tcp_swarm(
+        Keypair::generate_ed25519(),
+        |key| {
             gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossipsub::ConfigBuilder::default()
@@ -237,10 +233,10 @@ async fn flood_topics(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerI
                     .unwrap(),
             )
             .unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        },
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let peer = *swarm.local_peer_id();
     swarm.dial(relay.tcp_addr()).unwrap();
     while !swarm.is_connected(&relay.peer_id()) {
