@@ -30,7 +30,7 @@ impl Backoff {
     /// and all of it. The delay after it is doubled, up to the cap.
     pub fn next_wait(&mut self) -> Duration {
         let delay = self.next;
-        self.next = (delay * 2).min(self.max);
+        self.next = delay.saturating_mul(2).min(self.max);
         let half = delay / 2;
         half + half.mul_f64(rand::thread_rng().gen::<f64>())
     }

@@ -18,7 +18,7 @@
 //!
 //! let mut page = Page::new();
 //! page.add(Queue { waiting: 3, sent: 9 });
-//! let (content_type, body) = page.render(None);
+//! let (content_type, body) = page.render(None).unwrap();
 //! assert_eq!(content_type, bsv_p2p_proto::exposition::TEXT);
 //! assert!(body.contains("# TYPE logship_sent_lines_total counter\nlogship_sent_lines_total 9\n"));
 //! ```
@@ -298,16 +298,18 @@ impl Page {
 
     /// The content type and the page, in the format `accept` (the scrape's
     /// `Accept` header) asks for: OpenMetrics when it names it, else the
-    /// text format 0.0.4.
-    pub fn render(&self, accept: Option<&str>) -> (&'static str, String) {
+    /// text format 0.0.4. An error is a [`Source`]'s own, passed on so that
+    /// the scrape fails instead of the process.
+    pub fn render(&self, accept: Option<&str>) -> Result<(&'static str, String), fmt::Error> {
         let mut page = String::with_capacity(16 * 1024);
-        prometheus_client::encoding::text::encode(&mut page, &self.registry)
-            .expect("writing to a String cannot fail");
-        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
-            (OPENMETRICS, page)
-        } else {
-            (TEXT, classic(&page))
-        }
+        prometheus_client::encoding::text::encode(&mut page, &self.registry)?;
+        Ok(
+            if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+                (OPENMETRICS, page)
+            } else {
+                (TEXT, classic(&page))
+            },
+        )
     }
 }
 
@@ -365,7 +367,21 @@ mod tests {
     fn render(accept: Option<&str>) -> (&'static str, String) {
         let mut page = Page::new();
         page.add(Sample);
-        page.render(accept)
+        page.render(accept).unwrap()
+    }
+
+    #[test]
+    fn a_source_that_fails_fails_the_page_not_the_process() {
+        struct Broken;
+        impl Source for Broken {
+            fn write(&self, out: &mut Figures) -> fmt::Result {
+                out.gauge("fine", "Written first.", 1u64)?;
+                Err(fmt::Error)
+            }
+        }
+        let mut page = Page::new();
+        page.add(Broken);
+        assert!(page.render(None).is_err());
     }
 
     #[test]
@@ -437,7 +453,7 @@ mod tests {
         }
         let mut page = Page::new();
         page.add(Own);
-        let (_, text) = page.render(None);
+        let (_, text) = page.render(None).unwrap();
         for name in [
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

@@ -5,7 +5,15 @@
 //! reader, one set of names, those of the `process_*` metrics.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Fixed while the machine runs: read once, so that a `stats` answered on
+/// the relay's swarm task costs two small reads of `/proc/self`, not a read
+/// of the machine-wide `/proc/stat` as well.
+static BOOT_TIME: OnceLock<u64> = OnceLock::new();
+static CLOCK_TICKS: OnceLock<u64> = OnceLock::new();
+static PAGE_SIZE: OnceLock<u64> = OnceLock::new();
 
 /// Which process: this one, or another by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +51,8 @@ pub struct Usage {
 }
 
 /// The figures of `pid`; `None` where `/proc` is not mounted or the
-/// process has exited.
+/// process has exited. Descriptors that cannot be listed (another user's
+/// process) count as 0 rather than losing the other figures.
 pub fn usage(pid: impl Into<Pid>) -> Option<Usage> {
     let dir = pid.into().dir();
     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
@@ -51,14 +60,15 @@ pub fn usage(pid: impl Into<Pid>) -> Option<Usage> {
     // Numbered as in proc(5), where `state` is field 3: utime 14, stime 15,
     // num_threads 20, starttime 22, vsize 23, rss 24.
     let at = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let ticks = sysconf(libc::_SC_CLK_TCK, 100) as f64;
+    let ticks = *CLOCK_TICKS.get_or_init(|| sysconf(libc::_SC_CLK_TCK, 100)) as f64;
+    let page = *PAGE_SIZE.get_or_init(|| sysconf(libc::_SC_PAGESIZE, 4096));
     Some(Usage {
         cpu_seconds: (at(14)? + at(15)?) as f64 / ticks,
         threads: at(20)?,
-        start_time_secs: boot_time() as f64 + at(22)? as f64 / ticks,
+        start_time_secs: *BOOT_TIME.get_or_init(boot_time) as f64 + at(22)? as f64 / ticks,
         virtual_bytes: at(23)?,
-        resident_bytes: at(24)? * sysconf(libc::_SC_PAGESIZE, 4096),
-        open_fds: count_fds(&dir)?,
+        resident_bytes: at(24)? * page,
+        open_fds: count_fds(&dir).unwrap_or(0),
     })
 }
 

@@ -354,7 +354,7 @@ mod tests {
             status: Arc::new(status()),
             stats: Arc::new(stats),
         });
-        let (content_type, text) = page.render(None);
+        let (content_type, text) = page.render(None).unwrap();
         assert_eq!(content_type, bsv_p2p_proto::exposition::TEXT);
         text
     }

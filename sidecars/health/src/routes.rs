@@ -167,7 +167,11 @@ async fn metrics(req: Request<State>) -> tide::Result {
         process: process::own().map(|usage| (usage, process::open_file_limit())),
     });
     let accept = req.header("Accept").map(|v| v.as_str());
-    let (content_type, body) = page.render(accept);
+    let Ok((content_type, body)) = page.render(accept) else {
+        return Ok(Response::builder(StatusCode::InternalServerError)
+            .body("the metrics page could not be written\n")
+            .build());
+    };
     // Set as a header, before the body, to keep the format's canonical
     // spelling (the Mime type would reorder its parameters).
     Ok(Response::builder(StatusCode::Ok)
