@@ -1,0 +1,325 @@
+//! The durable buffer, in sled: every record taken in, numbered by the
+//! sidecar's own index (the relay's sequence numbers start over when its
+//! journal is reset; the index never does), and each destination's cursor,
+//! the index of the next record it has not accepted.
+//!
+//! The relay's journal is the other half of the guarantee: the store keeps
+//! the relay sequence number to resume from, written with the records it
+//! follows, so a sidecar killed before a write reached the disk asks the
+//! relay again for what it lost. Writes are not fsynced one by one; sled
+//! flushes in the background every [`FLUSH_EVERY_MS`] and on a clean stop.
+//!
+//! Everything here blocks: callers run it on a blocking thread.
+
+use std::path::Path;
+
+use crate::record::Record;
+use crate::tracker::{Change, Open};
+
+/// How often sled writes its log to disk. What a SIGKILL loses inside that
+/// window is asked of the relay again (records) or delivered again
+/// (cursors): at least once.
+pub const FLUSH_EVERY_MS: u64 = 200;
+
+const NEXT_SEQ: &[u8] = b"relay-next-seq";
+const LAST_SEQ: &[u8] = b"relay-last-seq";
+const RELAY_PEER_ID: &[u8] = b"relay-peer-id";
+const RELAY_VERSION: &[u8] = b"relay-version";
+
+pub struct Store {
+    db: sled::Db,
+    records: sled::Tree,
+    cursors: sled::Tree,
+    meta: sled::Tree,
+    open: sled::Tree,
+}
+
+/// What a read returned: records in index order, and records that could
+/// not be decoded (counted, skipped; a disk error or a bug, never silent).
+pub struct Read {
+    pub records: Vec<(u64, Record)>,
+    pub undecodable: u64,
+    /// The index after the last record returned (or read past).
+    pub next: u64,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn from_be(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir.join("buffer"))
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|e| {
+                format!(
+                    "cannot open the buffer in {} ({e}); is another bsv-p2p-logship using this state directory?",
+                    dir.display()
+                )
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| format!("cannot open {name} in {}: {e}", dir.display()))
+        };
+        Ok(Store {
+            records: tree("records")?,
+            cursors: tree("cursors")?,
+            meta: tree("meta")?,
+            open: tree("open")?,
+            db,
+        })
+    }
+
+    /// The first index still held, or `next_index` when empty.
+    pub fn first_index(&self) -> sled::Result<u64> {
+        Ok(match self.records.first()? {
+            Some((k, _)) => from_be(&k).unwrap_or(0),
+            None => self.next_index()?,
+        })
+    }
+
+    /// The index the next record gets.
+    pub fn next_index(&self) -> sled::Result<u64> {
+        Ok(match self.records.last()? {
+            Some((k, _)) => from_be(&k).map_or(0, |k| k + 1),
+            None => self
+                .meta
+                .get(b"next-index")?
+                .and_then(|v| from_be(&v))
+                .unwrap_or(0),
+        })
+    }
+
+    /// The relay sequence number to subscribe from, if any was stored.
+    pub fn relay_next_seq(&self) -> sled::Result<Option<u64>> {
+        Ok(self.meta.get(NEXT_SEQ)?.and_then(|v| from_be(&v)))
+    }
+
+    pub fn relay_last_seq(&self) -> sled::Result<u64> {
+        Ok(self
+            .meta
+            .get(LAST_SEQ)?
+            .and_then(|v| from_be(&v))
+            .unwrap_or(0))
+    }
+
+    /// The relay's peer id and version, as last read from it.
+    pub fn relay_identity(&self) -> sled::Result<Option<(String, String)>> {
+        let text = |v: Option<sled::IVec>| v.map(|v| String::from_utf8_lossy(&v).into_owned());
+        Ok(
+            match (
+                text(self.meta.get(RELAY_PEER_ID)?),
+                text(self.meta.get(RELAY_VERSION)?),
+            ) {
+                (Some(peer), Some(version)) => Some((peer, version)),
+                _ => None,
+            },
+        )
+    }
+
+    pub fn set_relay_identity(&self, peer_id: &str, version: &str) -> sled::Result<()> {
+        self.meta.insert(RELAY_PEER_ID, peer_id.as_bytes())?;
+        self.meta.insert(RELAY_VERSION, version.as_bytes())?;
+        Ok(())
+    }
+
+    /// What the tracker had open.
+    pub fn open_spans(&self) -> sled::Result<Vec<(String, Open)>> {
+        let mut out = Vec::new();
+        for entry in self.open.iter() {
+            let (k, v) = entry?;
+            if let Ok(open) = serde_json::from_slice(&v) {
+                out.push((String::from_utf8_lossy(&k).into_owned(), open));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends encoded records from `first` on, the tracker's changes, and
+    /// the relay sequence numbers they bring the store to. The records go in
+    /// one batch, so a crash keeps all or none of them.
+    pub fn append(
+        &self,
+        first: u64,
+        encoded: &[Vec<u8>],
+        changes: &[Change],
+        last_seq: u64,
+    ) -> sled::Result<()> {
+        for change in changes {
+            match change {
+                Change::Put(key, open) => {
+                    let value = serde_json::to_vec(open).expect("an open span serializes");
+                    self.open.insert(key.as_bytes(), value)?;
+                }
+                Change::Remove(key) => {
+                    self.open.remove(key.as_bytes())?;
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for (i, bytes) in encoded.iter().enumerate() {
+            batch.insert(&be(first + i as u64), bytes.as_slice());
+        }
+        self.records.apply_batch(batch)?;
+        let next = first + encoded.len() as u64;
+        let mut meta = sled::Batch::default();
+        meta.insert(b"next-index", &be(next));
+        meta.insert(NEXT_SEQ, &be(last_seq + 1));
+        meta.insert(LAST_SEQ, &be(last_seq));
+        self.meta.apply_batch(meta)
+    }
+
+    /// Up to `max` records from index `from`, stopping before `max_bytes`
+    /// of encoded records (always at least one).
+    pub fn read(&self, from: u64, max: usize, max_bytes: usize) -> sled::Result<Read> {
+        let mut out = Read {
+            records: Vec::new(),
+            undecodable: 0,
+            next: from,
+        };
+        let mut bytes = 0;
+        for entry in self.records.range(be(from)..) {
+            let (k, v) = entry?;
+            let Some(index) = from_be(&k) else { continue };
+            if !out.records.is_empty() && (out.records.len() >= max || bytes + v.len() > max_bytes)
+            {
+                break;
+            }
+            bytes += v.len();
+            out.next = index + 1;
+            match serde_json::from_slice::<Record>(&v) {
+                Ok(record) => out.records.push((index, record)),
+                Err(e) => {
+                    log::error!("buffer: record {index} cannot be read and is skipped: {e}");
+                    out.undecodable += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A destination's cursor and the relay sequence number of the last
+    /// record it accepted.
+    pub fn cursor(&self, name: &str) -> sled::Result<Option<(u64, u64)>> {
+        Ok(self.cursors.get(name.as_bytes())?.and_then(|v| {
+            let next = from_be(v.get(..8)?)?;
+            let seq = v.get(8..16).and_then(from_be).unwrap_or(0);
+            Some((next, seq))
+        }))
+    }
+
+    pub fn set_cursor(&self, name: &str, next: u64, last_seq: u64) -> sled::Result<()> {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&be(next));
+        value[8..].copy_from_slice(&be(last_seq));
+        self.cursors.insert(name.as_bytes(), &value)?;
+        Ok(())
+    }
+
+    /// Deletes every record below `index`; returns how many.
+    pub fn trim_below(&self, index: u64) -> sled::Result<u64> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in self.records.range(..be(index)).keys() {
+            batch.remove(key?);
+            n += 1;
+        }
+        if n > 0 {
+            self.records.apply_batch(batch)?;
+        }
+        Ok(n)
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn flush(&self) -> sled::Result<usize> {
+        self.db.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bsv_p2p_proto::{Event, EventKind};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "bsv-p2p-logship-store-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn encoded(seq: u64) -> Vec<u8> {
+        let record = Record {
+            event: Event::new(
+                seq,
+                EventKind::RateLimited {
+                    peer_id: "p".into(),
+                    what: "circuit".into(),
+                },
+            ),
+            ctx: None,
+        };
+        serde_json::to_vec(&record).unwrap()
+    }
+
+    #[test]
+    fn appends_reads_and_trims_across_a_reopen() {
+        let dir = scratch("reopen");
+        {
+            let store = Store::open(&dir).unwrap();
+            assert_eq!(store.next_index().unwrap(), 0);
+            assert_eq!(store.relay_next_seq().unwrap(), None);
+            let batch: Vec<_> = (1..=10).map(encoded).collect();
+            store.append(0, &batch, &[], 10).unwrap();
+            store.set_cursor("a", 4, 4).unwrap();
+            assert_eq!(store.trim_below(4).unwrap(), 4);
+            store.flush().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.first_index().unwrap(), 4);
+        assert_eq!(store.next_index().unwrap(), 10);
+        assert_eq!(store.relay_next_seq().unwrap(), Some(11));
+        assert_eq!(store.cursor("a").unwrap(), Some((4, 4)));
+        let read = store.read(4, 3, usize::MAX).unwrap();
+        let seqs: Vec<u64> = read.records.iter().map(|(_, r)| r.event.seq).collect();
+        assert_eq!(seqs, [5, 6, 7]);
+        assert_eq!(read.next, 7);
+        // A byte budget smaller than one record still returns one.
+        assert_eq!(store.read(4, 100, 1).unwrap().records.len(), 1);
+        // Trimmed all the way, the index keeps counting.
+        store.trim_below(10).unwrap();
+        assert_eq!(store.next_index().unwrap(), 10);
+        assert_eq!(store.first_index().unwrap(), 10);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_undecodable_record_is_skipped_and_counted() {
+        let dir = scratch("undecodable");
+        let store = Store::open(&dir).unwrap();
+        store
+            .append(0, &[encoded(1), b"{not json".to_vec(), encoded(3)], &[], 3)
+            .unwrap();
+        let read = store.read(0, 10, usize::MAX).unwrap();
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.undecodable, 1);
+        assert_eq!(read.next, 3);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
