@@ -102,6 +102,12 @@ pub enum EventKind {
         circuit_id: u64,
         src: String,
         dst: String,
+        /// The circuit's time limit, when it has one (since 1.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit_duration_ms: Option<u64>,
+        /// The circuit's byte limit per direction, when it has one (since 1.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit_bytes: Option<u64>,
     },
     CircuitClosed {
         circuit_id: u64,
@@ -111,6 +117,11 @@ pub enum EventKind {
         bytes_dst_to_src: u64,
         duration_ms: u64,
         reason: CircuitEnd,
+        /// As in `circuit_opened` (since 1.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit_duration_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit_bytes: Option<u64>,
     },
     CircuitDenied {
         src: String,
@@ -336,8 +347,11 @@ mod tests {
                     circuit_id: 7,
                     src: "12D3KooWA".into(),
                     dst: "12D3KooWB".into(),
+                    limit_duration_ms: Some(120_000),
+                    limit_bytes: None,
                 },
-                json!({"kind": "circuit_opened", "circuitId": 7, "src": "12D3KooWA", "dst": "12D3KooWB"}),
+                json!({"kind": "circuit_opened", "circuitId": 7, "src": "12D3KooWA", "dst": "12D3KooWB",
+                       "limitDurationMs": 120000}),
             ),
             (
                 EventKind::CircuitClosed {
@@ -348,9 +362,12 @@ mod tests {
                     bytes_dst_to_src: 4096,
                     duration_ms: 1500,
                     reason: CircuitEnd::Done,
+                    limit_duration_ms: None,
+                    limit_bytes: Some(1 << 20),
                 },
                 json!({"kind": "circuit_closed", "circuitId": 7, "src": "12D3KooWA", "dst": "12D3KooWB",
-                       "bytesSrcToDst": 1024, "bytesDstToSrc": 4096, "durationMs": 1500, "reason": "done"}),
+                       "bytesSrcToDst": 1024, "bytesDstToSrc": 4096, "durationMs": 1500, "reason": "done",
+                       "limitBytes": 1048576}),
             ),
             (
                 EventKind::CircuitDenied {

@@ -305,10 +305,17 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
             peer_id: peer.to_string(),
             reason: Some("disconnected".to_string()),
         },
-        CircuitOpened { id, src, dst } => EventKind::CircuitOpened {
+        CircuitOpened {
+            id,
+            src,
+            dst,
+            limits,
+        } => EventKind::CircuitOpened {
             circuit_id: *id,
             src: src.to_string(),
             dst: dst.to_string(),
+            limit_duration_ms: limits.duration.map(millis),
+            limit_bytes: limits.data,
         },
         CircuitDenied { src, dst, refusal } => EventKind::CircuitDenied {
             src: src.to_string(),
@@ -323,6 +330,8 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
             bytes_dst_to_src: c.bytes_dst_to_src,
             duration_ms: millis(c.duration),
             reason: CircuitEnd::from(c.reason),
+            limit_duration_ms: c.limits.duration.map(millis),
+            limit_bytes: c.limits.data,
         },
         RequestDenied { peer, refusal } => EventKind::RequestDenied {
             peer_id: peer.to_string(),

@@ -444,7 +444,7 @@ impl Serving {
             ReservationClosed { peer } => {
                 log::info!(event = "reservation_closed", peerId = peer.to_string().as_str(), reason = "disconnected"; "");
             }
-            CircuitOpened { id, src, dst } => {
+            CircuitOpened { id, src, dst, .. } => {
                 log::info!(event = "circuit_opened", circuitId = id, src = src.to_string().as_str(), dst = dst.to_string().as_str(); "");
             }
             CircuitDenied { src, dst, refusal } => {

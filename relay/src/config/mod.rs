@@ -41,7 +41,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CircuitLimits {
     /// `None`: no time cap.
     pub duration: Option<Duration>,

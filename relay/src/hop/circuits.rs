@@ -19,6 +19,7 @@ use libp2p::PeerId;
 use super::circuit::Counters;
 use super::gate::Refusal;
 use super::CircuitId;
+use crate::config::CircuitLimits;
 
 pub struct Circuit<S> {
     pub src: PeerId,
@@ -29,6 +30,8 @@ pub struct Circuit<S> {
     /// When it was accepted, in unix seconds.
     pub opened: u64,
     pub counters: Arc<Counters>,
+    /// The limits it runs under, from the config when it started.
+    pub limits: CircuitLimits,
     established: bool,
     /// The source's stream, until the destination's stop stream arrives.
     waiting: Option<S>,
@@ -131,6 +134,7 @@ impl<S> Circuits<S> {
                 opened_at: Instant::now(),
                 opened: unix_now,
                 counters: Arc::new(Counters::default()),
+                limits: CircuitLimits::default(),
                 established: false,
                 waiting: Some(waiting),
                 disconnect: None,
@@ -147,23 +151,25 @@ impl<S> Circuits<S> {
         &mut self,
         id: CircuitId,
         disconnect: oneshot::Sender<()>,
+        limits: CircuitLimits,
     ) -> Option<(S, &Circuit<S>)> {
         let c = self.by_id.get_mut(&id)?;
         let stream = c.waiting.take()?;
         c.disconnect = Some(disconnect);
+        c.limits = limits;
         Some((stream, c))
     }
 
     /// The destination accepted: the circuit carries bytes. Returns its
-    /// ends the first time only.
-    pub fn establish(&mut self, id: CircuitId) -> Option<(PeerId, PeerId)> {
+    /// ends and limits the first time only.
+    pub fn establish(&mut self, id: CircuitId) -> Option<(PeerId, PeerId, CircuitLimits)> {
         let c = self.by_id.get_mut(&id)?;
         if c.established {
             return None;
         }
         c.established = true;
         self.established += 1;
-        Some((c.src, c.dst))
+        Some((c.src, c.dst, c.limits.clone()))
     }
 
     /// Removes a circuit, giving back its slots; the entry is returned with
@@ -252,13 +258,13 @@ mod tests {
         let id = t.open((a, conn(1)), (b, conn(2)), (), 0);
         assert_eq!(t.established(), 0);
         let (tx, _rx) = oneshot::channel();
-        assert!(t.start(id, tx).is_some());
+        assert!(t.start(id, tx, CircuitLimits::default()).is_some());
         let (tx, _rx) = oneshot::channel();
         assert!(
-            t.start(id, tx).is_none(),
+            t.start(id, tx, CircuitLimits::default()).is_none(),
             "the source stream is handed out once"
         );
-        assert_eq!(t.establish(id), Some((a, b)));
+        assert_eq!(t.establish(id), Some((a, b, CircuitLimits::default())));
         assert_eq!(t.establish(id), None);
         assert_eq!(t.established(), 1);
         let (c, waiting) = t.release(id).unwrap();
@@ -274,9 +280,9 @@ mod tests {
         let running = t.open((c, conn(3)), (b, conn(2)), (), 0);
         let elsewhere = t.open((c, conn(3)), (a, conn(1)), (), 0);
         let (tx, mut rx) = oneshot::channel();
-        t.start(running, tx).unwrap();
+        t.start(running, tx, CircuitLimits::default()).unwrap();
         let (tx, mut other) = oneshot::channel();
-        t.start(elsewhere, tx).unwrap();
+        t.start(elsewhere, tx, CircuitLimits::default()).unwrap();
         assert_eq!(t.waiting_on(conn(2)), vec![waiting]);
         t.disconnect(conn(2));
         assert_eq!(rx.try_recv(), Ok(Some(())));

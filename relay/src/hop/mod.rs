@@ -81,6 +81,7 @@ pub enum Event {
         id: CircuitId,
         src: PeerId,
         dst: PeerId,
+        limits: CircuitLimits,
     },
     CircuitDenied {
         src: PeerId,
@@ -104,6 +105,7 @@ pub struct ClosedCircuit {
     pub bytes_dst_to_src: u64,
     pub duration: Duration,
     pub reason: End,
+    pub limits: CircuitLimits,
 }
 
 /// Running totals since start.
@@ -527,7 +529,8 @@ impl Behaviour {
     /// The destination accepted a stop stream: run the circuit.
     fn on_stop_stream(&mut self, id: CircuitId, stop: Stream) {
         let (disconnect_tx, disconnect_rx) = oneshot::channel::<()>();
-        let Some((src_stream, c)) = self.circuits.start(id, disconnect_tx) else {
+        let limits = self.config.circuit_limits.clone();
+        let Some((src_stream, c)) = self.circuits.start(id, disconnect_tx, limits) else {
             return; // the source left meanwhile; dropping `stop` resets it
         };
         let src = c.src;
@@ -593,9 +596,14 @@ impl Behaviour {
                 self.on_request(peer, conn, stream, msg)
             }
             Report::Established(id) => {
-                if let Some((src, dst)) = self.circuits.establish(id) {
+                if let Some((src, dst, limits)) = self.circuits.establish(id) {
                     self.stats.circuits_opened += 1;
-                    self.emit(Event::CircuitOpened { id, src, dst });
+                    self.emit(Event::CircuitOpened {
+                        id,
+                        src,
+                        dst,
+                        limits,
+                    });
                 }
             }
             Report::StopRefused(id) => self.fail(id),
@@ -615,6 +623,7 @@ impl Behaviour {
                         bytes_dst_to_src: down,
                         duration: c.opened_at.elapsed(),
                         reason: end,
+                        limits: c.limits,
                     }));
                 }
             }

@@ -239,17 +239,29 @@ impl LogshipConfig {
                 })?,
                 None => 3,
             };
-            let hostname = pick(&args.syslog_hostname, "--syslog-hostname", "SYSLOG_HOSTNAME")
-                .map(|(v, _)| v)
-                .unwrap_or_else(hostname);
-            let app_name = pick(&args.syslog_app_name, "--syslog-app-name", "SYSLOG_APP_NAME")
-                .map(|(v, _)| v)
-                .unwrap_or_else(|| syslog::DEFAULT_APP_NAME.into());
+            let hostname = pick(
+                &args.syslog_hostname,
+                "--syslog-hostname",
+                "SYSLOG_HOSTNAME",
+            )
+            .map(|(v, _)| v)
+            .unwrap_or_else(hostname);
+            let app_name = pick(
+                &args.syslog_app_name,
+                "--syslog-app-name",
+                "SYSLOG_APP_NAME",
+            )
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| syslog::DEFAULT_APP_NAME.into());
             let sd_id = match pick(&args.syslog_sd_id, "--syslog-sd-id", "SYSLOG_SD_ID") {
                 Some((text, source)) => check_sd_id(&text).map_err(|e| format!("{source}: {e}"))?,
                 None => syslog::DEFAULT_SD_ID.into(),
             };
-            let max_bytes = match pick(&args.syslog_max_bytes, "--syslog-max-bytes", "SYSLOG_MAX_BYTES") {
+            let max_bytes = match pick(
+                &args.syslog_max_bytes,
+                "--syslog-max-bytes",
+                "SYSLOG_MAX_BYTES",
+            ) {
                 Some((text, source)) => {
                     parse_number(&text, &source, "bytes", 480usize, 65_000usize)?
                 }
@@ -314,9 +326,7 @@ impl LogshipConfig {
         };
         let log_level = match pick(&args.log_level, "--log-level", "LOG_LEVEL") {
             Some((text, source)) => text.trim().parse().map_err(|_| {
-                format!(
-                    "{source}: expected off, error, warn, info, debug or trace, got {text:?}"
-                )
+                format!("{source}: expected off, error, warn, info, debug or trace, got {text:?}")
             })?,
             None => LevelFilter::Info,
         };
@@ -451,7 +461,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_source() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("BSV_P2P_LOGSHIP_STDOUT", "maybe")], "BSV_P2P_LOGSHIP_STDOUT"),
+            (
+                &[("BSV_P2P_LOGSHIP_STDOUT", "maybe")],
+                "BSV_P2P_LOGSHIP_STDOUT",
+            ),
             (
                 &[("BSV_P2P_LOGSHIP_SYSLOG", "syslog://h")],
                 "BSV_P2P_LOGSHIP_SYSLOG: expected udp://",

@@ -212,8 +212,9 @@ impl Ingest {
             *slot = Some(relay.clone());
         }
         let store = self.store.clone();
-        let _ = task::spawn_blocking(move || store.set_relay_identity(&relay.peer_id, &relay.version))
-            .await;
+        let _ =
+            task::spawn_blocking(move || store.set_relay_identity(&relay.peer_id, &relay.version))
+                .await;
     }
 
     /// Appends `batch` to the buffer (retrying until it can), trims it, and
@@ -233,7 +234,9 @@ impl Ingest {
         let last_seq = batch.last().map_or(0, |e| e.seq);
         for event in batch.drain(..) {
             if let EventKind::Gap { lost, from, to } = event.kind {
-                log::warn!("the relay's journal lost events {from} to {to} ({lost}) before they were read");
+                log::warn!(
+                    "the relay's journal lost events {from} to {to} ({lost}) before they were read"
+                );
                 self.figures.relay_lost.fetch_add(lost, Ordering::Relaxed);
             }
             let mut record = Record { event, ctx: None };
@@ -265,7 +268,9 @@ impl Ingest {
         *next_index += n;
         self.figures.received.fetch_add(n, Ordering::Relaxed);
         self.figures.last_seq.store(last_seq, Ordering::Relaxed);
-        self.figures.next_index.store(*next_index, Ordering::Relaxed);
+        self.figures
+            .next_index
+            .store(*next_index, Ordering::Relaxed);
 
         // Full: the oldest records go, for whoever has not taken them.
         if *next_index - *first_index > self.max_records {

@@ -107,9 +107,11 @@ async fn run(config: LogshipConfig) -> Result<(), String> {
     ));
     let (next_index, first_index) = {
         let store = store.clone();
-        task::spawn_blocking(move || Ok::<_, sled::Error>((store.next_index()?, store.first_index()?)))
-            .await
-            .map_err(|e| format!("cannot read the buffer: {e}"))?
+        task::spawn_blocking(move || {
+            Ok::<_, sled::Error>((store.next_index()?, store.first_index()?))
+        })
+        .await
+        .map_err(|e| format!("cannot read the buffer: {e}"))?
     };
 
     let mut wakers = Vec::new();

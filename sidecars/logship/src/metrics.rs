@@ -105,14 +105,22 @@ impl Source for Figured {
             d.iter().map(|f| {
                 let done = f.last_seq.load(Ordering::Relaxed);
                 let waiting = next > f.cursor.load(Ordering::Relaxed);
-                (name(f), if waiting { last_seq.saturating_sub(done) } else { 0 })
+                (
+                    name(f),
+                    if waiting {
+                        last_seq.saturating_sub(done)
+                    } else {
+                        0
+                    },
+                )
             }),
         )?;
         out.counters(
             "bsv_p2p_logship_delivered_total",
             "Records the destination accepted.",
             "destination",
-            d.iter().map(|f| (name(f), f.delivered.load(Ordering::Relaxed))),
+            d.iter()
+                .map(|f| (name(f), f.delivered.load(Ordering::Relaxed))),
         )?;
         out.counters(
             "bsv_p2p_logship_retried_total",
@@ -130,7 +138,8 @@ impl Source for Figured {
             "bsv_p2p_logship_dropped_total",
             "Records dropped unsent because the buffer was full.",
             "destination",
-            d.iter().map(|f| (name(f), f.dropped.load(Ordering::Relaxed))),
+            d.iter()
+                .map(|f| (name(f), f.dropped.load(Ordering::Relaxed))),
         )?;
         out.gauges(
             "bsv_p2p_logship_last_success_timestamp_seconds",
@@ -168,31 +177,35 @@ pub async fn serve(listener: TcpListener, state: State) -> Result<(), String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     log::info!("serving http://{bound}/metrics and /health");
     let mut app = tide::with_state(state);
-    app.at("/metrics").get(|req: tide::Request<State>| async move {
-        let mut page = Page::new();
-        page.add(Figured(req.state().clone()));
-        let accept = req.header("Accept").map(|v| v.as_str().to_string());
-        Ok(match page.render(accept.as_deref()) {
-            Ok((content_type, body)) => tide::Response::builder(200)
-                .content_type(content_type)
-                .body(body)
-                .build(),
-            Err(_) => tide::Response::builder(500)
-                .body("the figures could not be written\n")
-                .build(),
-        })
-    });
-    app.at("/health").get(|req: tide::Request<State>| async move {
-        let problems = problems(req.state());
-        let body = serde_json::json!({
-            "status": if problems.is_empty() { "ok" } else { "degraded" },
-            "problems": problems,
+    app.at("/metrics")
+        .get(|req: tide::Request<State>| async move {
+            let mut page = Page::new();
+            page.add(Figured(req.state().clone()));
+            let accept = req.header("Accept").map(|v| v.as_str().to_string());
+            Ok(match page.render(accept.as_deref()) {
+                Ok((content_type, body)) => tide::Response::builder(200)
+                    .content_type(content_type)
+                    .body(body)
+                    .build(),
+                Err(_) => tide::Response::builder(500)
+                    .body("the figures could not be written\n")
+                    .build(),
+            })
         });
-        Ok(tide::Response::builder(if problems.is_empty() { 200 } else { 503 })
-            .content_type(tide::http::mime::JSON)
-            .body(body.to_string())
-            .build())
-    });
+    app.at("/health")
+        .get(|req: tide::Request<State>| async move {
+            let problems = problems(req.state());
+            let body = serde_json::json!({
+                "status": if problems.is_empty() { "ok" } else { "degraded" },
+                "problems": problems,
+            });
+            Ok(
+                tide::Response::builder(if problems.is_empty() { 200 } else { 503 })
+                    .content_type(tide::http::mime::JSON)
+                    .body(body.to_string())
+                    .build(),
+            )
+        });
     let open = Arc::new(AtomicUsize::new(0));
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {

@@ -153,6 +153,7 @@ impl Record {
                 circuit_id,
                 src,
                 dst,
+                ..
             } => format!("circuit {circuit_id} opened from {src} to {dst}"),
             CircuitClosed {
                 circuit_id,
@@ -279,6 +280,8 @@ mod tests {
                     bytes_dst_to_src: 20,
                     duration_ms: 5,
                     reason: CircuitEnd::Done,
+                    limit_duration_ms: None,
+                    limit_bytes: None,
                 },
             },
             ctx: None,

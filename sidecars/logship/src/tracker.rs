@@ -249,6 +249,8 @@ mod tests {
                 circuit_id: id,
                 src: "s".into(),
                 dst: "d".into(),
+                limit_duration_ms: None,
+                limit_bytes: None,
             },
         )
     }
@@ -265,6 +267,8 @@ mod tests {
                 bytes_dst_to_src: 2,
                 duration_ms,
                 reason: CircuitEnd::Done,
+                limit_duration_ms: None,
+                limit_bytes: None,
             },
         )
     }

@@ -27,7 +27,10 @@ pub enum Outcome {
     /// Not taken for now (down, overloaded, throttled): send it again after
     /// `after` if the destination said when (`Retry-After`), otherwise
     /// after the shipper's backoff.
-    Retry { after: Option<Duration>, why: String },
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
     /// Never takes it (malformed for it, HTTP 400): counted as rejected and
     /// not sent again.
     Rejected { why: String },

@@ -70,6 +70,8 @@ mod tests {
                     circuit_id: 8,
                     src: "a".into(),
                     dst: "b".into(),
+                    limit_duration_ms: None,
+                    limit_bytes: None,
                 },
             },
             ctx: Some(Context {

@@ -78,10 +78,12 @@ impl Protocol {
         match text {
             "http/protobuf" => Ok(Protocol::Protobuf),
             "http/json" => Ok(Protocol::Json),
-            "grpc" => Err(
-                "grpc is not supported; use http/protobuf (a collector's port 4318)".into(),
-            ),
-            other => Err(format!("expected http/protobuf or http/json, got {other:?}")),
+            "grpc" => {
+                Err("grpc is not supported; use http/protobuf (a collector's port 4318)".into())
+            }
+            other => Err(format!(
+                "expected http/protobuf or http/json, got {other:?}"
+            )),
         }
     }
 
@@ -230,7 +232,9 @@ pub fn resolve(
         let pick = |flag: &Option<String>, flag_name: &str, name: &str| {
             flag.clone()
                 .map(|v| (v, flag_name.to_string()))
-                .or_else(|| env(&format!("{specific}{name}")).map(|v| (v, format!("{specific}{name}"))))
+                .or_else(|| {
+                    env(&format!("{specific}{name}")).map(|v| (v, format!("{specific}{name}")))
+                })
                 .or_else(|| {
                     env(&format!("OTEL_EXPORTER_OTLP_{name}"))
                         .map(|v| (v, format!("OTEL_EXPORTER_OTLP_{name}")))
@@ -242,13 +246,9 @@ pub fn resolve(
         };
         // A signal's own endpoint is used as given; the general one gets
         // the signal's path appended.
-        let url = match own
-            .0
-            .clone()
-            .map(|v| (v, own.1.to_string()))
-            .or_else(|| {
-                env(&format!("{specific}ENDPOINT")).map(|v| (v, format!("{specific}ENDPOINT")))
-            }) {
+        let url = match own.0.clone().map(|v| (v, own.1.to_string())).or_else(|| {
+            env(&format!("{specific}ENDPOINT")).map(|v| (v, format!("{specific}ENDPOINT")))
+        }) {
             Some((url, source)) => check_url(&url, &source)?,
             None => match flags
                 .endpoint
@@ -648,8 +648,14 @@ mod tests {
     fn the_general_endpoint_gets_each_signals_path() {
         let vars = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces.example/custom"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=se%20cret, x-team = relay"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://traces.example/custom",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=se%20cret, x-team = relay",
+            ),
             ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
@@ -704,7 +710,10 @@ mod tests {
         let r = &out[0].resource;
         assert_eq!(r.service_name, "from-name");
         assert_eq!(r.environment.as_deref(), Some("prod"));
-        assert_eq!(r.attributes, [("region".to_string(), "eu-west".to_string())]);
+        assert_eq!(
+            r.attributes,
+            [("region".to_string(), "eu-west".to_string())]
+        );
         // The flag wins over both.
         let out = resolve(&Flags::default(), &vars, base(), true).unwrap();
         assert_eq!(out[0].resource.service_name, "bsv-p2p-relay");
@@ -713,7 +722,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_source() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
             (
                 &[
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),

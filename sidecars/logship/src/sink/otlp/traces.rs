@@ -135,6 +135,8 @@ mod tests {
                     bytes_dst_to_src: 200,
                     duration_ms: 1_500,
                     reason: CircuitEnd::DataLimit,
+                    limit_duration_ms: None,
+                    limit_bytes: None,
                 },
             },
             ctx: ctx(Some(Began {
