@@ -13,6 +13,8 @@ pub mod health;
 pub mod holder;
 pub mod hop;
 pub mod jsonlog;
+pub mod logship;
+pub mod otlp;
 pub mod probes;
 pub use bsv_p2p_proto::process as procfs;
 pub mod prometheus;
@@ -21,6 +23,7 @@ pub mod report;
 pub mod scenario;
 pub mod scratch;
 pub mod swarm;
+pub mod syslog;
 
 pub use bot::{Bot, BotOptions};
 pub use client::{Client, ClientEvent, ClientOptions, Reservation};
