@@ -11,7 +11,7 @@
 //! a newer relay and can still forward what it cannot interpret.
 
 use serde::de::Error as _;
-use serde::ser::{Error as _, SerializeMap};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -217,6 +217,18 @@ impl EventKind {
     }
 }
 
+/// A known event on the wire: `seq`, `ts`, then the kind's tag and fields,
+/// written straight through (no intermediate JSON value): the relay writes
+/// every event to its journal and to each subscriber, the log shipper reads
+/// thousands a second.
+#[derive(Serialize)]
+struct Flat<'a> {
+    seq: u64,
+    ts: &'a Timestamp,
+    #[serde(flatten)]
+    kind: &'a EventKind,
+}
+
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let body = match &self.kind {
@@ -226,10 +238,14 @@ impl Serialize for Event {
                 body.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
                 body
             }
-            known => match serde_json::to_value(known).map_err(S::Error::custom)? {
-                Value::Object(body) => body,
-                _ => return Err(S::Error::custom("an event kind serializes as an object")),
-            },
+            known => {
+                return Flat {
+                    seq: self.seq,
+                    ts: &self.ts,
+                    kind: known,
+                }
+                .serialize(s)
+            }
         };
         let mut map = s.serialize_map(Some(body.len() + 2))?;
         map.serialize_entry("seq", &self.seq)?;

@@ -24,7 +24,7 @@ use crate::record::Record;
 use crate::shipper::Figures;
 use crate::sink::{Relay, RelayIdentity};
 use crate::store::Store;
-use crate::tracker::Tracker;
+use crate::tracker::{Change, Tracker};
 
 /// Events appended to the buffer in one write at most.
 const MAX_BATCH: usize = 1024;
@@ -231,6 +231,7 @@ impl Ingest {
         }
         let mut changes = Vec::new();
         let mut encoded = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::with_capacity(batch.len());
         let last_seq = batch.last().map_or(0, |e| e.seq);
         for event in batch.drain(..) {
             if let EventKind::Gap { lost, from, to } = event.kind {
@@ -241,9 +242,30 @@ impl Ingest {
             }
             let mut record = Record { event, ctx: None };
             tracker.enrich(&mut record, &mut changes);
-            encoded.push(serde_json::to_vec(&record).expect("a record serializes"));
+            let bytes = serde_json::to_vec(&record).expect("a record serializes");
+            decoded.push((Arc::new(record), bytes.len()));
+            encoded.push(bytes);
         }
         let n = encoded.len() as u64;
+        // Only the last change to each open span matters.
+        let mut last_change = std::collections::HashMap::new();
+        for (i, change) in changes.iter().enumerate() {
+            let key = match change {
+                Change::Put(key, _) | Change::Remove(key) => key.clone(),
+            };
+            last_change.insert(key, i);
+        }
+        let changes: Vec<Change> = changes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, change)| {
+                let key = match change {
+                    Change::Put(key, _) | Change::Remove(key) => key,
+                };
+                last_change.get(key) == Some(i)
+            })
+            .map(|(_, change)| change)
+            .collect();
         let (encoded, changes) = (Arc::new(encoded), Arc::new(changes));
         let mut backoff = Backoff::new(RECONNECT_FIRST, Duration::from_secs(10));
         loop {
@@ -265,6 +287,7 @@ impl Ingest {
                 }
             }
         }
+        self.store.remember(*next_index, &decoded);
         *next_index += n;
         self.figures.received.fetch_add(n, Ordering::Relaxed);
         self.figures.last_seq.store(last_seq, Ordering::Relaxed);
@@ -288,7 +311,7 @@ impl Ingest {
         if done_below > *first_index {
             let store = self.store.clone();
             match task::spawn_blocking(move || store.trim_below(done_below)).await {
-                Ok(_) => *first_index = done_below,
+                Ok(first) => *first_index = first,
                 Err(e) => log::error!("cannot trim the buffer: {e}"),
             }
         }

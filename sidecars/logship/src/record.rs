@@ -96,12 +96,13 @@ impl Record {
     /// The event's fields as one JSON object, without `seq`, `ts` and
     /// `kind` (those are the record's own).
     pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut object = match serde_json::to_value(&self.event) {
+        if let EventKind::Unknown { fields, .. } = &self.event.kind {
+            return fields.clone();
+        }
+        let mut object = match serde_json::to_value(&self.event.kind) {
             Ok(serde_json::Value::Object(object)) => object,
             _ => serde_json::Map::new(),
         };
-        object.shift_remove("seq");
-        object.shift_remove("ts");
         object.shift_remove("kind");
         object
     }

@@ -128,11 +128,11 @@ impl Shipper {
                 let _ = async_std::future::timeout(IDLE_POLL, self.wake.recv()).await;
                 continue;
             }
-            let mut records: Vec<Record> = Vec::with_capacity(read.records.len() + 1);
+            let mut records: Vec<Arc<Record>> = Vec::with_capacity(read.records.len() + 1);
             let unreported = self.figures.dropped_unreported.swap(0, Ordering::Relaxed);
             if unreported > 0 {
                 let next_seq = read.records.first().map_or(0, |(_, r)| r.event.seq);
-                records.push(record::dropped(unreported, next_seq));
+                records.push(Arc::new(record::dropped(unreported, next_seq)));
             }
             let last_seq = read.records.last().map(|(_, r)| r.event.seq);
             records.extend(read.records.into_iter().map(|(_, r)| r));
@@ -179,7 +179,7 @@ impl Shipper {
     /// on them.
     fn deliver<'a>(
         &'a mut self,
-        records: &'a [Record],
+        records: &'a [Arc<Record>],
         from: u64,
         backoff: &'a mut Backoff,
         complained: &'a mut Option<Instant>,

@@ -3,6 +3,14 @@
 //! journal is reset; the index never does), and each destination's cursor,
 //! the index of the next record it has not accepted.
 //!
+//! Records are stored in chunks, one sled entry per append (up to 1,024
+//! records, keyed by the index of the first): sled copies a tree node on
+//! every insert, so one entry per record cost most of the sidecar's time.
+//! A chunk goes when every destination is past its last record.
+//!
+//! The newest [`RECENT`] records are also kept decoded in memory: a
+//! destination that keeps up reads them from there, not from disk.
+//!
 //! The relay's journal is the other half of the guarantee: the store keeps
 //! the relay sequence number to resume from, written with the records it
 //! follows, so a sidecar killed before a write reached the disk asks the
@@ -11,7 +19,9 @@
 //!
 //! Everything here blocks: callers run it on a blocking thread.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::record::Record;
 use crate::tracker::{Change, Open};
@@ -26,8 +36,13 @@ const LAST_SEQ: &[u8] = b"relay-last-seq";
 const RELAY_PEER_ID: &[u8] = b"relay-peer-id";
 const RELAY_VERSION: &[u8] = b"relay-version";
 
+/// Records kept decoded in memory, newest first to go.
+pub const RECENT: usize = 16_384;
+
 pub struct Store {
     db: sled::Db,
+    /// The newest records appended: index, record, encoded length.
+    recent: Mutex<VecDeque<(u64, Arc<Record>, usize)>>,
     records: sled::Tree,
     cursors: sled::Tree,
     meta: sled::Tree,
@@ -37,7 +52,7 @@ pub struct Store {
 /// What a read returned: records in index order, and records that could
 /// not be decoded (counted, skipped; a disk error or a bug, never silent).
 pub struct Read {
-    pub records: Vec<(u64, Record)>,
+    pub records: Vec<(u64, Arc<Record>)>,
     pub undecodable: u64,
     /// The index after the last record returned (or read past).
     pub next: u64,
@@ -49,6 +64,25 @@ fn be(n: u64) -> [u8; 8] {
 
 fn from_be(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// The records of a chunk: each a little-endian u32 length, then that many
+/// bytes. A chunk cut short (a disk error) ends where it is cut.
+struct Entries<'a>(&'a [u8]);
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.0.get(..4)?.try_into().ok()?) as usize;
+        let record = self.0.get(4..4 + len)?;
+        self.0 = &self.0[4 + len..];
+        Some(record)
+    }
+}
+
+fn chunk_len(chunk: &[u8]) -> u64 {
+    Entries(chunk).count() as u64
 }
 
 impl Store {
@@ -76,6 +110,7 @@ impl Store {
             meta: tree("meta")?,
             open: tree("open")?,
             db,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         })
     }
 
@@ -90,7 +125,7 @@ impl Store {
     /// The index the next record gets.
     pub fn next_index(&self) -> sled::Result<u64> {
         Ok(match self.records.last()? {
-            Some((k, _)) => from_be(&k).map_or(0, |k| k + 1),
+            Some((k, v)) => from_be(&k).map_or(0, |k| k + chunk_len(&v)),
             None => self
                 .meta
                 .get(b"next-index")?
@@ -165,11 +200,12 @@ impl Store {
                 }
             }
         }
-        let mut batch = sled::Batch::default();
-        for (i, bytes) in encoded.iter().enumerate() {
-            batch.insert(&be(first + i as u64), bytes.as_slice());
+        let mut chunk = Vec::with_capacity(encoded.iter().map(|e| e.len() + 4).sum());
+        for bytes in encoded {
+            chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(bytes);
         }
-        self.records.apply_batch(batch)?;
+        self.records.insert(be(first), chunk)?;
         let next = first + encoded.len() as u64;
         let mut meta = sled::Batch::default();
         meta.insert(b"next-index", &be(next));
@@ -186,21 +222,50 @@ impl Store {
             undecodable: 0,
             next: from,
         };
-        let mut bytes = 0;
-        for entry in self.records.range(be(from)..) {
-            let (k, v) = entry?;
-            let Some(index) = from_be(&k) else { continue };
-            if !out.records.is_empty() && (out.records.len() >= max || bytes + v.len() > max_bytes)
-            {
-                break;
+        {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.front().is_some_and(|(first, _, _)| *first <= from) {
+                let mut bytes = 0;
+                for (index, record, len) in recent.iter().filter(|(i, _, _)| *i >= from) {
+                    if !out.records.is_empty()
+                        && (out.records.len() >= max || bytes + len > max_bytes)
+                    {
+                        break;
+                    }
+                    bytes += len;
+                    out.next = index + 1;
+                    out.records.push((*index, record.clone()));
+                }
+                return Ok(out);
             }
-            bytes += v.len();
-            out.next = index + 1;
-            match serde_json::from_slice::<Record>(&v) {
-                Ok(record) => out.records.push((index, record)),
-                Err(e) => {
-                    log::error!("buffer: record {index} cannot be read and is skipped: {e}");
-                    out.undecodable += 1;
+        }
+        // The chunk holding `from`, then those after it.
+        let start = match self.records.range(..=be(from)).next_back() {
+            Some(entry) => entry?.0.to_vec(),
+            None => be(from).to_vec(),
+        };
+        let mut bytes = 0;
+        'chunks: for entry in self.records.range(start..) {
+            let (k, v) = entry?;
+            let Some(first) = from_be(&k) else { continue };
+            for (i, record) in Entries(&v).enumerate() {
+                let index = first + i as u64;
+                if index < from {
+                    continue;
+                }
+                if !out.records.is_empty()
+                    && (out.records.len() >= max || bytes + record.len() > max_bytes)
+                {
+                    break 'chunks;
+                }
+                bytes += record.len();
+                out.next = index + 1;
+                match serde_json::from_slice::<Record>(record) {
+                    Ok(record) => out.records.push((index, Arc::new(record))),
+                    Err(e) => {
+                        log::error!("buffer: record {index} cannot be read and is skipped: {e}");
+                        out.undecodable += 1;
+                    }
                 }
             }
         }
@@ -225,18 +290,39 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every record below `index`; returns how many.
+    /// Keeps `records`, appended from index `first`, decoded in memory.
+    pub fn remember(&self, first: u64, records: &[(Arc<Record>, usize)]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // Only a run that follows on; after a gap in indexes start over.
+        if recent.back().is_some_and(|(last, _, _)| last + 1 != first) {
+            recent.clear();
+        }
+        for (i, (record, len)) in records.iter().enumerate() {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((first + i as u64, record.clone(), *len));
+        }
+    }
+
+    /// Deletes the chunks whose records are all below `index`; returns the
+    /// first index still held.
     pub fn trim_below(&self, index: u64) -> sled::Result<u64> {
         let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for key in self.records.range(..be(index)).keys() {
-            batch.remove(key?);
-            n += 1;
+        let mut removed = false;
+        for entry in self.records.range(..be(index)) {
+            let (k, v) = entry?;
+            let Some(first) = from_be(&k) else { continue };
+            if first + chunk_len(&v) > index {
+                break;
+            }
+            batch.remove(k);
+            removed = true;
         }
-        if n > 0 {
+        if removed {
             self.records.apply_batch(batch)?;
         }
-        Ok(n)
+        self.first_index()
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -285,14 +371,18 @@ mod tests {
             assert_eq!(store.relay_next_seq().unwrap(), None);
             let batch: Vec<_> = (1..=10).map(encoded).collect();
             store.append(0, &batch, &[], 10).unwrap();
+            store
+                .append(10, &(11..=12).map(encoded).collect::<Vec<_>>(), &[], 12)
+                .unwrap();
             store.set_cursor("a", 4, 4).unwrap();
-            assert_eq!(store.trim_below(4).unwrap(), 4);
+            // The first chunk still holds records from 4 on.
+            assert_eq!(store.trim_below(4).unwrap(), 0);
             store.flush().unwrap();
         }
         let store = Store::open(&dir).unwrap();
-        assert_eq!(store.first_index().unwrap(), 4);
-        assert_eq!(store.next_index().unwrap(), 10);
-        assert_eq!(store.relay_next_seq().unwrap(), Some(11));
+        assert_eq!(store.first_index().unwrap(), 0);
+        assert_eq!(store.next_index().unwrap(), 12);
+        assert_eq!(store.relay_next_seq().unwrap(), Some(13));
         assert_eq!(store.cursor("a").unwrap(), Some((4, 4)));
         let read = store.read(4, 3, usize::MAX).unwrap();
         let seqs: Vec<u64> = read.records.iter().map(|(_, r)| r.event.seq).collect();
@@ -300,10 +390,18 @@ mod tests {
         assert_eq!(read.next, 7);
         // A byte budget smaller than one record still returns one.
         assert_eq!(store.read(4, 100, 1).unwrap().records.len(), 1);
+        // Reads cross chunks.
+        let read = store.read(8, 100, usize::MAX).unwrap();
+        let seqs: Vec<u64> = read.records.iter().map(|(_, r)| r.event.seq).collect();
+        assert_eq!(seqs, [9, 10, 11, 12]);
+        assert_eq!(read.next, 12);
+        // A chunk goes once every record in it is behind.
+        assert_eq!(store.trim_below(10).unwrap(), 10);
+        assert_eq!(store.read(0, 100, usize::MAX).unwrap().records.len(), 2);
         // Trimmed all the way, the index keeps counting.
-        store.trim_below(10).unwrap();
-        assert_eq!(store.next_index().unwrap(), 10);
-        assert_eq!(store.first_index().unwrap(), 10);
+        assert_eq!(store.trim_below(12).unwrap(), 12);
+        assert_eq!(store.next_index().unwrap(), 12);
+        assert_eq!(store.first_index().unwrap(), 12);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -41,7 +41,7 @@ pub enum Outcome {
 
 pub trait Sink: Send {
     /// Delivers `batch`, in order.
-    fn send<'a>(&'a mut self, batch: &'a [Record]) -> BoxFuture<'a, Outcome>;
+    fn send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Outcome>;
 }
 
 /// The relay a record came from, as read from it: the OTLP resource's

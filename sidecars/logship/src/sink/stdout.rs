@@ -5,6 +5,7 @@
 //! takes it from there.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -50,8 +51,8 @@ pub fn line(record: &Record) -> String {
 }
 
 impl Sink for Stdout {
-    fn send<'a>(&'a mut self, batch: &'a [Record]) -> BoxFuture<'a, Outcome> {
-        let text: String = batch.iter().map(line).collect();
+    fn send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Outcome> {
+        let text: String = batch.iter().map(|r| line(r)).collect();
         // Writing may block on a full pipe: only this destination waits.
         async_std::task::spawn_blocking(move || {
             let mut out = std::io::stdout().lock();

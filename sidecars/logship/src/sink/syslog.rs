@@ -13,6 +13,7 @@
 
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::future::timeout;
@@ -307,7 +308,7 @@ impl Syslog {
         })
     }
 
-    async fn deliver(&mut self, batch: &[Record]) -> std::io::Result<()> {
+    async fn deliver(&mut self, batch: &[Arc<Record>]) -> std::io::Result<()> {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
@@ -355,7 +356,7 @@ impl Syslog {
 }
 
 impl Sink for Syslog {
-    fn send<'a>(&'a mut self, batch: &'a [Record]) -> BoxFuture<'a, Outcome> {
+    fn send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Outcome> {
         async move {
             match self.deliver(batch).await {
                 Ok(()) => Outcome::Accepted { refused: 0 },

@@ -4,6 +4,8 @@
 //! `bsv_p2p.*` attribute, and the circuit's or reservation's trace and span
 //! ids.
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -39,13 +41,13 @@ pub fn record(record: &Record) -> LogRecord {
     out
 }
 
-pub fn request(batch: &[Record], resource: Resource) -> ExportLogsServiceRequest {
+pub fn request(batch: &[Arc<Record>], resource: Resource) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource),
             scope_logs: vec![ScopeLogs {
                 scope: Some(scope()),
-                log_records: batch.iter().map(record).collect(),
+                log_records: batch.iter().map(|r| record(r)).collect(),
                 ..Default::default()
             }],
             ..Default::default()

@@ -19,6 +19,7 @@
 mod logs;
 mod traces;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -479,7 +480,7 @@ impl Otlp {
         })
     }
 
-    fn payload(&self, batch: &[Record]) -> Option<Payload> {
+    fn payload(&self, batch: &[Arc<Record>]) -> Option<Payload> {
         let relay = self.relay.read().map(|r| r.clone()).unwrap_or_default();
         let resource = resource(&self.settings.resource, relay.as_ref());
         let json = self.settings.protocol == Protocol::Json;
@@ -605,7 +606,7 @@ fn refused(signal: Signal, answer: &[u8], json: bool, items: usize) -> u64 {
 }
 
 impl Sink for Otlp {
-    fn send<'a>(&'a mut self, batch: &'a [Record]) -> BoxFuture<'a, Outcome> {
+    fn send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Outcome> {
         async move {
             match self.payload(batch) {
                 // Nothing in the batch for this signal (no span ended).

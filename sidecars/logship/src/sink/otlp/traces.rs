@@ -5,6 +5,8 @@
 //! with each renewal as a span event, and a refusal a span of no length
 //! with the reason, status error. Other events make no span.
 
+use std::sync::Arc;
+
 use bsv_p2p_proto::EventKind;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -89,8 +91,8 @@ fn began_ms(record: &Record) -> Option<u64> {
 }
 
 /// The spans `batch` ends; None if it ends none.
-pub fn request(batch: &[Record], resource: Resource) -> Option<ExportTraceServiceRequest> {
-    let spans: Vec<Span> = batch.iter().filter_map(span).collect();
+pub fn request(batch: &[Arc<Record>], resource: Resource) -> Option<ExportTraceServiceRequest> {
+    let spans: Vec<Span> = batch.iter().filter_map(|r| span(r)).collect();
     if spans.is_empty() {
         return None;
     }
@@ -219,6 +221,6 @@ mod tests {
             ),
             ctx: None,
         };
-        assert!(request(&[r], Resource::default()).is_none());
+        assert!(request(&[Arc::new(r)], Resource::default()).is_none());
     }
 }
