@@ -144,6 +144,18 @@ pub fn get(port: u16, path: &str) -> Answer {
     http(port, "GET", path, &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
+/// The samples of a Prometheus text page as `name{labels}` -> value;
+/// panics on a line that is not `series value`.
+pub fn samples(page: &str) -> Vec<(String, f64)> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("name value");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
 /// A running `bsv-p2p-health`, killed when dropped.
 pub struct Health {
     child: Child,
@@ -223,14 +235,7 @@ impl Health {
     pub fn metrics(&self) -> Vec<(String, f64)> {
         let a = get(self.port, "/metrics");
         assert_eq!(a.code, 200, "{a:?}");
-        a.body
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| {
-                let (name, value) = l.rsplit_once(' ').expect("name value");
-                (name.to_string(), value.parse().expect("a number"))
-            })
-            .collect()
+        samples(&a.body)
     }
 
     pub fn metric(&self, series: &str) -> Option<f64> {

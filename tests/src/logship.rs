@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::child::ChildOutput;
-use crate::health::{eventually, http};
+use crate::health::{eventually, http, samples};
 use crate::prometheus::free_port;
 use crate::relay::release_bin;
 use crate::ScratchDir;
@@ -119,15 +119,7 @@ impl Logship {
         let answer = http(self.metrics_port, "GET", "/metrics", &[])
             .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
         assert_eq!(answer.code, 200, "{answer:?}");
-        answer
-            .body
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                Some((name.to_string(), value.parse().ok()?))
-            })
-            .collect()
+        samples(&answer.body)
     }
 
     /// One series' value, e.g.

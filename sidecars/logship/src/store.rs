@@ -407,6 +407,39 @@ mod tests {
     }
 
     #[test]
+    fn records_kept_in_memory_are_read_without_the_disk() {
+        let dir = scratch("recent");
+        let store = Store::open(&dir).unwrap();
+        let decode = |b: &Vec<u8>| Arc::new(serde_json::from_slice::<Record>(b).unwrap());
+        let batch: Vec<_> = (1..=4).map(encoded).collect();
+        store.append(0, &batch, &[], 4).unwrap();
+        let kept: Vec<_> = batch.iter().map(|b| (decode(b), b.len())).collect();
+        store.remember(0, &kept);
+        let read = store.read(1, 2, usize::MAX).unwrap();
+        assert!(
+            Arc::ptr_eq(&read.records[0].1, &kept[1].0),
+            "served from memory"
+        );
+        assert_eq!(read.next, 3);
+        // A run that does not follow on replaces what was kept; reads
+        // before it go to disk.
+        let later: Vec<_> = (5..=6).map(encoded).collect();
+        store.append(10, &later, &[], 6).unwrap();
+        store.remember(
+            10,
+            &later
+                .iter()
+                .map(|b| (decode(b), b.len()))
+                .collect::<Vec<_>>(),
+        );
+        let read = store.read(2, 10, usize::MAX).unwrap();
+        let seqs: Vec<u64> = read.records.iter().map(|(_, r)| r.event.seq).collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_undecodable_record_is_skipped_and_counted() {
         let dir = scratch("undecodable");
         let store = Store::open(&dir).unwrap();
