@@ -781,3 +781,72 @@ fn bad_flags_and_environment_exit_2_naming_the_source() {
     let (code, _) = run(&["--no-such-flag"], &[]);
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn otlp_json_is_an_option() {
+    let relay = Relay::start(busy_relay_config());
+    let receiver = OtlpReceiver::start();
+    let logship = Logship::start(
+        &relay.socket(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--otlp-protocol",
+            "http/json",
+        ],
+    );
+    block_on(burst(&relay, 5));
+    let last = last_seq(&relay);
+    wait_covered(&receiver, last, T);
+    let logs = receiver.logs();
+    assert!(logs.iter().all(|l| l["contentType"] == "application/json"));
+    let renewed = logs
+        .iter()
+        .find(|l| l["eventName"] == "reservation_renewed")
+        .expect("a renewal");
+    assert_eq!(
+        renewed["traceId"].as_str().map(str::len),
+        Some(32),
+        "{renewed}"
+    );
+    assert_eq!(
+        renewed["resource"]["service.instance.id"],
+        relay.peer_id().to_string()
+    );
+    drop(logship);
+}
+
+#[test]
+fn syslog_to_a_unix_datagram_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = bsv_p2p_tests::ScratchDir::new("syslog-unix");
+    let path = dir.join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let relay = Relay::start(busy_relay_config());
+    let logship = Logship::start(
+        &relay.socket(),
+        &["--syslog", &format!("unix://{}", path.display())],
+    );
+    block_on(burst(&relay, 3));
+    let last = last_seq(&relay);
+    let mut seqs = BTreeSet::new();
+    let mut buf = vec![0u8; 65536];
+    while seqs.len() < last as usize {
+        let n = socket.recv(&mut buf).expect("a datagram within 10 s");
+        let message = String::from_utf8(buf[..n].to_vec()).unwrap();
+        // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG, unframed.
+        let fields: Vec<&str> = message.splitn(7, ' ').collect();
+        assert!(fields[0].starts_with("<30>1"), "daemon.info: {message}");
+        assert_eq!(fields[3], "bsv-p2p-relay");
+        let sd_and_msg = fields[6];
+        let end = sd_and_msg.find("] ").expect("structured data") + 1;
+        let sd = parse_structured_data(&sd_and_msg[..end]).unwrap();
+        let seq = sd[0].params.iter().find(|(k, _)| k == "seq").unwrap();
+        seqs.insert(seq.1.parse::<u64>().unwrap());
+    }
+    assert_eq!(missing(&seqs, 1, last), Vec::<u64>::new());
+    drop(logship);
+}
