@@ -850,3 +850,51 @@ fn syslog_to_a_unix_datagram_socket() {
     assert_eq!(missing(&seqs, 1, last), Vec::<u64>::new());
     drop(logship);
 }
+
+#[test]
+fn the_metrics_port_holds_at_most_32_connections_and_recovers() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let relay = Relay::start(busy_relay_config());
+    let logship = Logship::start(&relay.socket(), &["--stdout"]);
+    let port = logship.metrics_port;
+    // 64 clients that connect and never send a request.
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Those beyond the cap were closed at once: a read ends with EOF.
+    let closed = idle
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 1];
+            matches!((&**s).read(&mut buf), Ok(0))
+        })
+        .count();
+    assert!(
+        closed >= 32,
+        "only {closed} of 64 idle connections were refused"
+    );
+    let fds = bsv_p2p_tests::procfs::usage(logship.pid())
+        .unwrap()
+        .open_fds;
+    assert!(fds < 200, "the shipper holds {fds} descriptors");
+    // Each held one is closed after its 30 s deadline; the port answers again.
+    eventually(
+        "/metrics answers after the idle ones time out",
+        Duration::from_secs(45),
+        || match bsv_p2p_tests::health::http(port, "GET", "/metrics", &[]) {
+            Ok(a) if a.code == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    drop(idle);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

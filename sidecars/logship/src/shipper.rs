@@ -136,9 +136,14 @@ impl Shipper {
             }
             let last_seq = read.records.last().map(|(_, r)| r.event.seq);
             records.extend(read.records.into_iter().map(|(_, r)| r));
-            let outcome = self
-                .deliver(&records, from, &mut backoff, &mut complained)
-                .await;
+            // Nothing readable (every record skipped as undecodable): move on
+            // without sending an empty batch.
+            let outcome = if records.is_empty() {
+                Delivered::Done
+            } else {
+                self.deliver(&records, from, &mut backoff, &mut complained)
+                    .await
+            };
             match outcome {
                 Delivered::Moved => {
                     // The drop record was not sent: count it again.
