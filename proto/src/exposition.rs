@@ -340,6 +340,48 @@ fn classic(openmetrics: &str) -> String {
     out
 }
 
+/// The accept loop of a sidecar's small figures server: at most `max`
+/// connections at once (more are closed at once), each closed after
+/// `deadline` whatever it is doing, so no client can hold the server.
+/// `serve` answers one connection (an HTTP codec). Returns only when the
+/// listener fails, with what happened.
+pub async fn accept_bounded<F, Fut>(
+    listener: async_std::net::TcpListener,
+    max: usize,
+    deadline: std::time::Duration,
+    serve: F,
+) -> String
+where
+    F: Fn(async_std::net::TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let bound = listener
+        .local_addr()
+        .map_or_else(|e| e.to_string(), |a| a.to_string());
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut incoming = listener.incoming();
+    while let Some(stream) = incoming.next().await {
+        let Ok(stream) = stream else {
+            // Out of descriptors, for one: wait rather than spin.
+            async_std::task::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        if open.fetch_add(1, Ordering::SeqCst) >= max {
+            open.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropped: refused
+        }
+        let (serve, open) = (serve.clone(), open.clone());
+        async_std::task::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let _ = async_std::future::timeout(deadline, serve(stream)).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    format!("http://{bound} stopped accepting connections")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

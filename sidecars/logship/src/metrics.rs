@@ -7,14 +7,12 @@
 //! each closed after [`CONNECTION_DEADLINE`] whatever it is doing.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::net::TcpListener;
-use async_std::task;
 use bsv_p2p_proto::exposition::{Figures, Page, Source};
-use futures::StreamExt;
 
 use crate::ingest::IngestFigures;
 use crate::shipper;
@@ -206,24 +204,17 @@ pub async fn serve(listener: TcpListener, state: State) -> Result<(), String> {
                     .build(),
             )
         });
-    let open = Arc::new(AtomicUsize::new(0));
-    let mut incoming = listener.incoming();
-    while let Some(stream) = incoming.next().await {
-        let Ok(stream) = stream else {
-            task::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, Ordering::SeqCst);
-            continue; // dropped: refused
+    let serve = move |stream| {
+        let app = app.clone();
+        async move {
+            let _ = async_h1::accept(stream, |req| async { app.respond(req).await }).await;
         }
-        let (app, open) = (app.clone(), open.clone());
-        task::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let served = async_h1::accept(stream, |req| async { app.respond(req).await });
-            let _ = async_std::future::timeout(CONNECTION_DEADLINE, served).await;
-            open.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-    Err(format!("http://{bound} stopped accepting connections"))
+    };
+    Err(bsv_p2p_proto::exposition::accept_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        CONNECTION_DEADLINE,
+        serve,
+    )
+    .await)
 }
