@@ -125,3 +125,62 @@ pub fn wait_exit(
         }
     }
 }
+
+/// A run of a program that ended by itself.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; `None` when a signal ended the process.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (stdin closed, stdout and stderr captured) until it
+/// exits; kills it and fails after `timeout` (a program that keeps running
+/// was expected to stop).
+pub fn run_to_exit(
+    mut command: std::process::Command,
+    timeout: Duration,
+) -> Result<Finished, String> {
+    use std::process::Stdio;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = match wait_exit(&mut child, timeout, Duration::from_millis(10)) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            return Err(format!(
+                "{program} was still running after {timeout:?}; killed it. stderr: {stderr}"
+            ));
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cannot wait for {program}: {e}"));
+        }
+    };
+    Ok(Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}

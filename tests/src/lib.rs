@@ -5,6 +5,7 @@
 //! readings ([`procfs`], proto's one `/proc` reader).
 
 pub mod attack;
+pub mod backup;
 pub mod bot;
 pub mod child;
 pub mod client;
@@ -20,8 +21,11 @@ pub use bsv_p2p_proto::process as procfs;
 pub mod prometheus;
 pub mod relay;
 pub mod report;
+pub mod s3;
 pub mod scenario;
 pub mod scratch;
+pub mod sqlite_writer;
+pub mod sshd;
 pub mod swarm;
 pub mod syslog;
 

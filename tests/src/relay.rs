@@ -3,7 +3,6 @@
 //! so tests can wait for the events the relay promises, stopped with a signal
 //! (and timed), and killed by PID if a test ends without stopping it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -423,14 +422,7 @@ pub fn field<'a>(event: &'a Value, key: &str) -> &'a str {
     event[key].as_str().unwrap_or_default()
 }
 
-/// A relay run that ended by itself.
-#[derive(Debug)]
-pub struct Finished {
-    /// The exit code; `None` when a signal ended the process.
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::child::Finished;
 
 /// Runs the relay binary with `args` until it exits; kills it and fails
 /// after `timeout` (a relay that keeps running was expected to stop).
@@ -439,44 +431,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut child = Command::new(relay_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", relay_bin().display()))?;
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = match child::wait_exit(&mut child, timeout, Duration::from_millis(10)) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err.join().unwrap_or_default();
-            return Err(format!(
-                "the relay was still running after {timeout:?}; killed it. stderr: {stderr}"
-            ));
-        }
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("cannot wait for the relay: {e}"));
-        }
-    };
-    Ok(Finished {
-        code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
+    let mut command = Command::new(relay_bin());
+    command.args(args);
+    child::run_to_exit(command, timeout)
 }

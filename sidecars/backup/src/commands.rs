@@ -70,10 +70,15 @@ pub fn now(config: &BackupConfig, args: &NowArgs, env: Env) -> Result<bool, Stri
         }
         Err(OpenError::Other(e)) => return Err(e),
     };
+    // Every complete backup not yet at a target goes (a `now` killed
+    // before it shipped left its backup behind).
+    let local = repo::list(&config.dir, &config.name)?;
     for (name, target) in &targets {
-        queue
-            .enqueue(name, &m.id)
-            .map_err(|e| format!("the upload queue: {e}"))?;
+        for b in local.iter().filter(|b| b.manifest.is_ok()) {
+            queue
+                .enqueue(name, &b.id)
+                .map_err(|e| format!("the upload queue: {e}"))?;
+        }
         // Whatever else waits for this target goes too, oldest first.
         let pending = queue
             .pending(name)
@@ -527,11 +532,13 @@ pub fn restore(config: &BackupConfig, args: &RestoreArgs, env: Env) -> Result<bo
     }
     let mut kept = Vec::new();
     if exists {
-        let suffix = format!(".before-restore-{}", stamp());
+        // The database and its WAL keep their pairing: NAME.before-restore-T
+        // and NAME.before-restore-T-wal open together as the old database.
+        let aside_db = with_suffix(to, &format!(".before-restore-{}", stamp()));
         for s in ["", "-wal", "-shm", "-journal"] {
             let old = with_suffix(to, s);
             if fs::symlink_metadata(&old).is_ok() {
-                let aside = with_suffix(&old, &suffix);
+                let aside = with_suffix(&aside_db, s);
                 fs::rename(&old, &aside).map_err(|e| format!("{}: {e}", old.display()))?;
                 kept.push(aside);
             }

@@ -702,6 +702,16 @@ impl BackupConfig {
             _ => None,
         };
 
+        // The file's targets are checked even when flags or the
+        // environment replace them: a mistake in the file is found now,
+        // not on the day the file is used alone.
+        let mut from_file = Vec::new();
+        for (i, t) in file.targets.iter().flatten().enumerate() {
+            from_file.push(
+                TargetSpec::from_json(t, &env)
+                    .map_err(|e| format!("{}: {e}", key(&format!("targets[{i}]"))))?,
+            );
+        }
         let mut targets = Vec::new();
         if !args.target.is_empty() {
             for (i, t) in args.target.iter().enumerate() {
@@ -717,13 +727,8 @@ impl BackupConfig {
                         .map_err(|e| format!("{ENV_TARGETS}: {t:?}: {e}"))?,
                 );
             }
-        } else if let Some(list) = &file.targets {
-            for (i, t) in list.iter().enumerate() {
-                targets.push(
-                    TargetSpec::from_json(t, &env)
-                        .map_err(|e| format!("{}: {e}", key(&format!("targets[{i}]"))))?,
-                );
-            }
+        } else {
+            targets = from_file;
         }
         let mut names = BTreeSet::new();
         for t in &targets {
