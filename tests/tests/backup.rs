@@ -963,3 +963,33 @@ fn the_daemon_reports_its_figures_and_bad_input_is_refused_with_the_source_named
     );
     let _ = PathBuf::new();
 }
+
+#[test]
+fn the_monitoring_kit_alerts_on_backups_and_its_rules_pass_promtool() {
+    let kit = bsv_p2p_tests::relay::workspace_dir().join("deploy/monitoring");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+        vec!["check", "config", "prometheus.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&kit)
+            .output()
+            .expect("promtool (Debian package prometheus) runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(kit.join("alerts.yml")).unwrap();
+    for name in [
+        "BsvP2pBackupStale",
+        "BsvP2pBackupTargetRefused",
+        "BsvP2pBackupTargetFailing",
+    ] {
+        assert!(rules.contains(name), "{name}");
+    }
+}
