@@ -114,6 +114,12 @@ open_enum! {
         CircuitsFull = "circuits_full",
         /// Source or destination holds as many circuits as it may.
         PeerCircuitsFull = "peer_circuits_full",
+        /// The remote address, or its network prefix, holds as many
+        /// reservations as it may.
+        SourceReservationsFull = "source_reservations_full",
+        /// The address of an end of the circuit, or its network prefix,
+        /// holds as many circuits as it may.
+        SourceCircuitsFull = "source_circuits_full",
         /// A peer asked for a circuit to itself.
         SelfCircuit = "self_circuit",
         /// The peer is banned.
@@ -136,6 +142,8 @@ open_enum! {
         Shutdown = "shutdown",
         /// The source's or the destination's connection to the relay closed.
         Disconnected = "disconnected",
+        /// No byte moved either way for the relay's idle timeout.
+        Idle = "idle",
     }
 }
 

@@ -384,6 +384,8 @@ impl From<Refusal> for DenialReason {
             Refusal::PeerReservationsFull => Self::PeerReservationsFull,
             Refusal::CircuitsFull => Self::CircuitsFull,
             Refusal::PeerCircuitsFull => Self::PeerCircuitsFull,
+            Refusal::SourceReservationsFull => Self::SourceReservationsFull,
+            Refusal::SourceCircuitsFull => Self::SourceCircuitsFull,
             Refusal::NoReservation => Self::NoReservation,
             Refusal::SelfCircuit => Self::SelfCircuit,
             Refusal::ConnectionFailed => Self::ConnectionFailed,
@@ -403,6 +405,7 @@ impl From<End> for CircuitEnd {
             End::Reset => Self::Reset,
             End::Shutdown => Self::Shutdown,
             End::Disconnected => Self::Disconnected,
+            End::Idle => Self::Idle,
         }
     }
 }

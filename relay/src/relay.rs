@@ -227,7 +227,7 @@ impl Serving {
                     )),
                 }
             }
-            Reload(r) => r.ok(self.reload()),
+            Reload(r) => r.ok(self.reload(swarm)),
             Shutdown(p, r) => {
                 let timeout = if p.drain {
                     p.timeout_ms
@@ -251,7 +251,7 @@ impl Serving {
     /// Re-reads the config file: the log level applies at once; every other
     /// changed key is reported as needing a restart, and nothing changes if
     /// the file is now invalid.
-    fn reload(&mut self) -> proto::ReloadResult {
+    fn reload(&mut self, swarm: &mut Swarm<Behaviour>) -> proto::ReloadResult {
         let mut result = proto::ReloadResult {
             applied: Vec::new(),
             restart_required: Vec::new(),
@@ -275,6 +275,15 @@ impl Serving {
         if new.shutdown_timeout != self.config.shutdown_timeout {
             self.config.shutdown_timeout = new.shutdown_timeout;
             result.applied.push("shutdown.timeout".into());
+        }
+        // The relay's caps, limits and timeouts apply to requests from now
+        // on; switching the hop service on or off needs a restart.
+        if new.relay != self.config.relay && new.relay.enabled == self.config.relay.enabled {
+            if let Some(hop) = swarm.behaviour_mut().hop.as_mut() {
+                hop.set_config(new.relay.clone());
+            }
+            self.config.relay = new.relay.clone();
+            result.applied.push("relay".into());
         }
         result.restart_required = crate::config::differences(&self.config, &new)
             .into_iter()

@@ -10,5 +10,6 @@ mod adversarial {
     mod logging;
     mod memory;
     mod snapshot;
+    mod squatting;
     mod websocket;
 }

@@ -87,6 +87,13 @@ pub const ADVERTISE_TTL: Bounded = Bounded::new("relay.advertise.ttl", 30_000, 1
 pub const MAX_RESERVATIONS: Bounded = Bounded::new("relay.reservations.max", 1000, 1, 1_000_000);
 pub const MAX_RESERVATIONS_PER_PEER: Bounded =
     Bounded::new("relay.reservations.maxPerPeer", 4, 1, 64);
+/// One bot holds one reservation (up to maxPerPeer on several
+/// connections); a site with many bots behind one NAT address needs room,
+/// a stranger minting keys on one host must not get every slot.
+pub const MAX_RESERVATIONS_PER_IP: Bounded =
+    Bounded::new("relay.reservations.maxPerIp", 32, 1, 1_000_000);
+pub const MAX_RESERVATIONS_PER_PREFIX: Bounded =
+    Bounded::new("relay.reservations.maxPerPrefix", 128, 1, 1_000_000);
 /// The spec carries the expiry in whole seconds: sub-second TTLs cannot be
 /// expressed. At most a week.
 pub const RESERVATION_TTL: Bounded =
@@ -94,6 +101,21 @@ pub const RESERVATION_TTL: Bounded =
 
 pub const MAX_CIRCUITS: Bounded = Bounded::new("relay.circuits.max", 1024, 1, 1_000_000);
 pub const MAX_CIRCUITS_PER_PEER: Bounded = Bounded::new("relay.circuits.maxPerPeer", 64, 1, 65_536);
+/// A circuit counts against the address of each of its ends.
+pub const MAX_CIRCUITS_PER_IP: Bounded = Bounded::new("relay.circuits.maxPerIp", 128, 1, 1_000_000);
+pub const MAX_CIRCUITS_PER_PREFIX: Bounded =
+    Bounded::new("relay.circuits.maxPerPrefix", 256, 1, 1_000_000);
+/// Bots' connections over a circuit ping every 10 s (the daemon's
+/// connection monitor), so a live circuit is never quiet for 5 minutes; a
+/// squatter's idle circuits give their slots back. 0 turns it off.
+pub const CIRCUIT_IDLE_TIMEOUT: Bounded =
+    Bounded::new("relay.circuits.idleTimeout", 300_000, 0, 86_400_000);
+/// The shortest idle timeout other than none.
+pub const CIRCUIT_IDLE_TIMEOUT_MIN_NONZERO: u64 = 1000;
+/// Networks the per-prefix caps group addresses by: a /24 is one site or
+/// one small hosting subnet, a /48 one IPv6 site.
+pub const SOURCE_IPV4_PREFIX: Bounded = Bounded::new("relay.sources.ipv4Prefix", 24, 0, 32);
+pub const SOURCE_IPV6_PREFIX: Bounded = Bounded::new("relay.sources.ipv6Prefix", 48, 0, 128);
 /// `Limit.duration` travels in whole seconds as a u32; 0 is no time limit.
 pub const CIRCUIT_DURATION: Bounded = Bounded::new(
     "relay.circuits.duration",
@@ -161,13 +183,20 @@ pub const JOURNAL_MAX_BYTES: Bounded =
 
 /// Every number of the file with a default, for the tests that hold the
 /// copies (the embedded file, README) to it.
-pub const ALL: [Bounded; 23] = [
+pub const ALL: [Bounded; 30] = [
     ADVERTISE_TTL,
     MAX_RESERVATIONS,
     MAX_RESERVATIONS_PER_PEER,
+    MAX_RESERVATIONS_PER_IP,
+    MAX_RESERVATIONS_PER_PREFIX,
     RESERVATION_TTL,
     MAX_CIRCUITS,
     MAX_CIRCUITS_PER_PEER,
+    MAX_CIRCUITS_PER_IP,
+    MAX_CIRCUITS_PER_PREFIX,
+    CIRCUIT_IDLE_TIMEOUT,
+    SOURCE_IPV4_PREFIX,
+    SOURCE_IPV6_PREFIX,
     CIRCUIT_DURATION,
     CIRCUIT_DATA,
     REQUESTS_PER_SECOND,

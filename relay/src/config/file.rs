@@ -88,6 +88,7 @@ pub struct Relay {
     pub reservations: Option<Reservations>,
     pub circuits: Option<Circuits>,
     pub requests: Option<Requests>,
+    pub sources: Option<Sources>,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,6 +121,10 @@ pub struct Reservations {
     pub ttl: Option<u64>,
     #[serde(default, deserialize_with = "count")]
     pub max_per_peer: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_per_ip: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_per_prefix: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +139,22 @@ pub struct Circuits {
     #[serde(default, deserialize_with = "bytes")]
     pub data: Option<u64>,
     pub unlimited: Option<bool>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_per_ip: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_per_prefix: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    pub idle_timeout: Option<u64>,
+}
+
+/// How addresses are grouped into networks for the per-prefix caps.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Sources {
+    #[serde(default, deserialize_with = "count")]
+    pub ipv4_prefix: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub ipv6_prefix: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

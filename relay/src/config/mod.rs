@@ -100,6 +100,22 @@ pub struct HopConfig {
     pub max_circuits_per_peer: usize,
     pub circuit_limits: CircuitLimits,
     pub request_rate: RequestRate,
+    /// Caps by remote address and network.
+    pub sources: SourceLimits,
+    /// A circuit that moves no byte for this long is closed; `None`: never.
+    pub circuit_idle_timeout: Option<Duration>,
+}
+
+/// Reservations and circuits one remote address, and one network prefix
+/// of addresses, may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLimits {
+    pub reservations_per_ip: usize,
+    pub reservations_per_prefix: usize,
+    pub circuits_per_ip: usize,
+    pub circuits_per_prefix: usize,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 /// Hop requests (reserve and connect) one peer may make: a token bucket

@@ -10,7 +10,7 @@ use libp2p::Multiaddr;
 
 use super::{
     defaults, file, CircuitLimits, GossipConfig, HopConfig, Invalid, LogFormat, Overrides,
-    RelayConfig, RequestRate,
+    RelayConfig, RequestRate, SourceLimits,
 };
 
 /// Placeholders of the guide's sample config, with what to put in their place.
@@ -334,6 +334,27 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
     let per_second = defaults::REQUESTS_PER_SECOND.check(requests.per_second)?;
     let burst = defaults::REQUEST_BURST.check(requests.burst)?;
 
+    let idle_ms = defaults::CIRCUIT_IDLE_TIMEOUT.check(circ.idle_timeout)?;
+    if idle_ms != 0 && idle_ms < defaults::CIRCUIT_IDLE_TIMEOUT_MIN_NONZERO {
+        return Err(invalid(
+            defaults::CIRCUIT_IDLE_TIMEOUT.key,
+            format!(
+                "expected 0 (no idle timeout) or at least {} milliseconds, got {idle_ms}",
+                defaults::CIRCUIT_IDLE_TIMEOUT_MIN_NONZERO
+            ),
+        ));
+    }
+    let src = raw.sources.unwrap_or_default();
+    let sources = SourceLimits {
+        reservations_per_ip: defaults::MAX_RESERVATIONS_PER_IP.check(res.max_per_ip)? as usize,
+        reservations_per_prefix: defaults::MAX_RESERVATIONS_PER_PREFIX.check(res.max_per_prefix)?
+            as usize,
+        circuits_per_ip: defaults::MAX_CIRCUITS_PER_IP.check(circ.max_per_ip)? as usize,
+        circuits_per_prefix: defaults::MAX_CIRCUITS_PER_PREFIX.check(circ.max_per_prefix)? as usize,
+        ipv4_prefix: defaults::SOURCE_IPV4_PREFIX.check(src.ipv4_prefix)? as u8,
+        ipv6_prefix: defaults::SOURCE_IPV6_PREFIX.check(src.ipv6_prefix)? as u8,
+    };
+
     Ok(HopConfig {
         request_rate: RequestRate {
             per_second: per_second as u32,
@@ -346,6 +367,8 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
         max_circuits: max_circuits as usize,
         max_circuits_per_peer: max_circuits_per_peer as usize,
         circuit_limits,
+        sources,
+        circuit_idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
     })
 }
 

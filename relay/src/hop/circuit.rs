@@ -43,6 +43,8 @@ pub enum End {
     Shutdown,
     /// The source's or the destination's connection to the relay closed.
     Disconnected,
+    /// No byte moved either way for the idle timeout.
+    Idle,
 }
 
 struct Direction {

@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 use libp2p::swarm::ConnectionId;
 use libp2p::PeerId;
 
-use super::circuit::Counters;
+use super::circuit::{Counters, End};
 use super::gate::Refusal;
 use super::CircuitId;
 use crate::config::CircuitLimits;
@@ -38,7 +38,10 @@ pub struct Circuit<S> {
     /// Ends the running circuit when a side's connection closes: a dead
     /// connection does not always reach the circuit's streams as an error,
     /// and a half-open circuit would hold its slots for good.
-    disconnect: Option<oneshot::Sender<()>>,
+    disconnect: Option<oneshot::Sender<End>>,
+    /// Bytes both ways when last seen moving, and when.
+    seen_bytes: u64,
+    seen_at: Instant,
 }
 
 impl<S> Circuit<S> {
@@ -138,6 +141,8 @@ impl<S> Circuits<S> {
                 established: false,
                 waiting: Some(waiting),
                 disconnect: None,
+                seen_bytes: 0,
+                seen_at: Instant::now(),
             },
         );
         id
@@ -150,12 +155,13 @@ impl<S> Circuits<S> {
     pub fn start(
         &mut self,
         id: CircuitId,
-        disconnect: oneshot::Sender<()>,
+        disconnect: oneshot::Sender<End>,
         limits: CircuitLimits,
     ) -> Option<(S, &Circuit<S>)> {
         let c = self.by_id.get_mut(&id)?;
         let stream = c.waiting.take()?;
         c.disconnect = Some(disconnect);
+        c.seen_at = Instant::now();
         c.limits = limits;
         Some((stream, c))
     }
@@ -204,9 +210,33 @@ impl<S> Circuits<S> {
     pub fn disconnect(&mut self, conn: ConnectionId) {
         for c in self.by_id.values_mut().filter(|c| c.on(conn)) {
             if let Some(tx) = c.disconnect.take() {
-                let _ = tx.send(());
+                let _ = tx.send(End::Disconnected);
             }
         }
+    }
+
+    /// Running circuits that moved no byte for `timeout` up to `now`; each
+    /// is told to end (with [`End::Idle`]) and returned. Reads the byte
+    /// counters only: nothing on the data path.
+    pub fn end_idle(&mut self, now: Instant, timeout: std::time::Duration) -> Vec<CircuitId> {
+        let mut ended = Vec::new();
+        for (id, c) in self.by_id.iter_mut() {
+            if c.disconnect.is_none() {
+                continue; // waiting for its destination, or already told
+            }
+            let (up, down) = c.bytes();
+            let total = up.wrapping_add(down);
+            if total != c.seen_bytes {
+                c.seen_bytes = total;
+                c.seen_at = now;
+            } else if now.saturating_duration_since(c.seen_at) >= timeout {
+                if let Some(tx) = c.disconnect.take() {
+                    let _ = tx.send(End::Idle);
+                }
+                ended.push(*id);
+            }
+        }
+        ended
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (CircuitId, &Circuit<S>)> {
@@ -285,11 +315,41 @@ mod tests {
         t.start(elsewhere, tx, CircuitLimits::default()).unwrap();
         assert_eq!(t.waiting_on(conn(2)), vec![waiting]);
         t.disconnect(conn(2));
-        assert_eq!(rx.try_recv(), Ok(Some(())));
+        assert_eq!(rx.try_recv(), Ok(Some(End::Disconnected)));
         assert_eq!(
             other.try_recv(),
             Ok(None),
             "a circuit on other connections runs on"
         );
+    }
+
+    #[test]
+    fn circuits_that_move_no_bytes_end_after_the_idle_timeout() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut t = Circuits::<()>::default();
+        let quiet = t.open((a, conn(1)), (b, conn(2)), (), 0);
+        let busy = t.open((b, conn(2)), (a, conn(1)), (), 0);
+        let waiting = t.open((a, conn(1)), (b, conn(2)), (), 0);
+        let (tx, mut quiet_rx) = oneshot::channel();
+        t.start(quiet, tx, CircuitLimits::default()).unwrap();
+        let (tx, mut busy_rx) = oneshot::channel();
+        t.start(busy, tx, CircuitLimits::default()).unwrap();
+        let start = Instant::now();
+        let idle = std::time::Duration::from_secs(60);
+        assert!(t.end_idle(start + idle / 2, idle).is_empty());
+        t.by_id[&busy]
+            .counters
+            .src_to_dst
+            .fetch_add(10, Ordering::Relaxed);
+        assert!(t.end_idle(start + idle / 2 + idle / 4, idle).is_empty());
+        assert_eq!(t.end_idle(start + idle + idle / 8, idle), vec![quiet]);
+        assert_eq!(quiet_rx.try_recv(), Ok(Some(End::Idle)));
+        assert_eq!(busy_rx.try_recv(), Ok(None), "it moved bytes a quarter ago");
+        assert!(t.end_idle(start + idle * 3, idle).contains(&busy));
+        assert!(
+            t.by_id.contains_key(&waiting),
+            "a circuit waiting for its destination has its own timeout"
+        );
+        assert!(t.end_idle(start + idle * 4, idle).is_empty(), "told once");
     }
 }

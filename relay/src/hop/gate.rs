@@ -18,10 +18,14 @@ pub enum Refusal {
     ReservationsFull,
     /// The peer holds as many reservations as it may.
     PeerReservationsFull,
+    /// The remote address, or its network, holds as many reservations as it may.
+    SourceReservationsFull,
     /// All circuit slots are taken.
     CircuitsFull,
     /// Source or destination holds as many circuits as it may.
     PeerCircuitsFull,
+    /// The address of an end, or its network, holds as many circuits as it may.
+    SourceCircuitsFull,
     /// The destination holds no reservation.
     NoReservation,
     /// A peer asked for a circuit to itself.
@@ -37,10 +41,13 @@ impl Refusal {
     pub fn status(self) -> Status {
         match self {
             Self::RelayedConnection | Self::SelfCircuit => Status::PermissionDenied,
-            Self::ReservationsFull | Self::PeerReservationsFull => Status::ReservationRefused,
-            Self::RateLimited | Self::CircuitsFull | Self::PeerCircuitsFull => {
-                Status::ResourceLimitExceeded
+            Self::ReservationsFull | Self::PeerReservationsFull | Self::SourceReservationsFull => {
+                Status::ReservationRefused
             }
+            Self::RateLimited
+            | Self::CircuitsFull
+            | Self::PeerCircuitsFull
+            | Self::SourceCircuitsFull => Status::ResourceLimitExceeded,
             Self::NoReservation => Status::NoReservation,
             Self::ConnectionFailed => Status::ConnectionFailed,
             Self::Malformed => Status::MalformedMessage,

@@ -20,8 +20,10 @@ pub mod circuits;
 pub mod gate;
 pub mod handler;
 pub mod reservations;
+pub mod sources;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -206,6 +208,13 @@ pub struct Behaviour {
     allowances: HashMap<PeerId, Allowance>,
     expiry_timer: Delay,
     circuits: Circuits<Stream>,
+    /// Reservations and circuits by remote address and network.
+    sources: sources::Sources,
+    /// The address each reservation counts against, by its connection
+    /// (a connection holds at most one reservation).
+    reserved_from: HashMap<ConnectionId, IpAddr>,
+    /// The addresses each circuit counts against.
+    circuit_from: HashMap<CircuitId, (Option<IpAddr>, Option<IpAddr>)>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
     queue: VecDeque<ToSwarm<Event, FromBehaviour>>,
@@ -229,6 +238,9 @@ impl Behaviour {
             allowances: HashMap::new(),
             expiry_timer: Delay::new(EXPIRY_TICK),
             circuits: Circuits::default(),
+            sources: sources::Sources::default(),
+            reserved_from: HashMap::new(),
+            circuit_from: HashMap::new(),
             reports_tx,
             reports_rx,
             queue: VecDeque::new(),
@@ -272,6 +284,31 @@ impl Behaviour {
                 renewals: s.renewals,
             })
             .collect()
+    }
+
+    /// Applies a reloaded `relay` section: every cap and limit holds for
+    /// requests from now on; what is held already stays (a tightened cap
+    /// refuses new requests, it does not drop anyone). Circuits running
+    /// keep the limits they started with. When the prefix lengths change,
+    /// the per-network counts are regrouped.
+    pub fn set_config(&mut self, config: HopConfig) {
+        let regroup = (config.sources.ipv4_prefix, config.sources.ipv6_prefix)
+            != (
+                self.config.sources.ipv4_prefix,
+                self.config.sources.ipv6_prefix,
+            );
+        self.config = config;
+        if regroup {
+            let limits = self.config.sources;
+            let mut fresh = sources::Sources::default();
+            for ip in self.reserved_from.values() {
+                fresh.add_reservation(*ip, &limits);
+            }
+            for (a, b) in self.circuit_from.values() {
+                fresh.add_circuit(*a, *b, &limits);
+            }
+            self.sources = fresh;
+        }
     }
 
     pub fn config(&self) -> &HopConfig {
@@ -406,6 +443,7 @@ impl Behaviour {
         } else {
             self.gate.reserve(&peer, &c.remote)
         };
+        let source = sources::ip_of(&c.remote);
         let held = self.reservations.held_by(&peer);
         let renewal = self.reservations.holds(&peer, conn);
         let decision = decision.and_then(|()| {
@@ -417,6 +455,9 @@ impl Behaviour {
             }
             if held >= self.config.max_reservations_per_peer {
                 return Err(Refusal::PeerReservationsFull);
+            }
+            if let Some(ip) = source {
+                self.sources.admit_reservation(ip, &self.config.sources)?;
             }
             Ok(())
         });
@@ -437,6 +478,10 @@ impl Behaviour {
             Grant::Renewed => self.stats.reservations_renewed += 1,
             Grant::Created => {
                 self.stats.reservations_created += 1;
+                if let Some(ip) = source {
+                    self.sources.add_reservation(ip, &self.config.sources);
+                    self.reserved_from.insert(conn, ip);
+                }
                 self.queue.push_back(ToSwarm::NotifyHandler {
                     peer_id: peer,
                     handler: NotifyHandler::One(conn),
@@ -504,10 +549,18 @@ impl Behaviour {
                 self.config.max_circuits,
                 self.config.max_circuits_per_peer,
             )?;
-            Ok(slot.conn)
+            let ends = (
+                sources::ip_of(&c.remote),
+                self.connections
+                    .get(&slot.conn)
+                    .and_then(|d| sources::ip_of(&d.remote)),
+            );
+            self.sources
+                .admit_circuit(ends.0, ends.1, &self.config.sources)?;
+            Ok((slot.conn, ends))
         });
-        let dst_conn = match decision {
-            Ok(conn) => conn,
+        let (dst_conn, ends) = match decision {
+            Ok(v) => v,
             Err(refusal) => {
                 self.deny(stream, refusal);
                 self.emit(Event::CircuitDenied { src, dst, refusal });
@@ -519,6 +572,9 @@ impl Behaviour {
         let id = self
             .circuits
             .open((src, src_conn), (dst, dst_conn), stream, unix_now());
+        self.sources
+            .add_circuit(ends.0, ends.1, &self.config.sources);
+        self.circuit_from.insert(id, ends);
         self.queue.push_back(ToSwarm::NotifyHandler {
             peer_id: dst,
             handler: NotifyHandler::One(dst_conn),
@@ -528,7 +584,7 @@ impl Behaviour {
 
     /// The destination accepted a stop stream: run the circuit.
     fn on_stop_stream(&mut self, id: CircuitId, stop: Stream) {
-        let (disconnect_tx, disconnect_rx) = oneshot::channel::<()>();
+        let (disconnect_tx, disconnect_rx) = oneshot::channel::<End>();
         let limits = self.config.circuit_limits.clone();
         let Some((src_stream, c)) = self.circuits.start(id, disconnect_tx, limits) else {
             return; // the source left meanwhile; dropping `stop` resets it
@@ -549,7 +605,7 @@ impl Behaviour {
                 counters,
                 stop_signal: futures::future::select(
                     self.stop.clone().map(|_| End::Shutdown),
-                    disconnect_rx.map(|_| End::Disconnected),
+                    disconnect_rx.map(|r| r.unwrap_or(End::Disconnected)),
                 )
                 .map(|either| either.factor_first().0)
                 .boxed(),
@@ -570,7 +626,7 @@ impl Behaviour {
     /// waiting, is told CONNECTION_FAILED (a circuit task that took the
     /// source's stream answers it itself).
     fn fail(&mut self, id: CircuitId) {
-        let Some((c, waiting)) = self.circuits.release(id) else {
+        let Some((c, waiting)) = self.release_circuit(id) else {
             return;
         };
         if let Some(stream) = waiting {
@@ -608,7 +664,7 @@ impl Behaviour {
             }
             Report::StopRefused(id) => self.fail(id),
             Report::Ended(id, end) => {
-                if let Some((c, _)) = self.circuits.release(id) {
+                if let Some((c, _)) = self.release_circuit(id) {
                     let (up, down) = c.bytes();
                     self.stats.bytes_src_to_dst += up;
                     self.stats.bytes_dst_to_src += down;
@@ -630,8 +686,33 @@ impl Behaviour {
         }
     }
 
+    /// Removes a circuit from the table and from its sources' counts.
+    fn release_circuit(
+        &mut self,
+        id: CircuitId,
+    ) -> Option<(circuits::Circuit<Stream>, Option<Stream>)> {
+        let released = self.circuits.release(id)?;
+        if let Some((a, b)) = self.circuit_from.remove(&id) {
+            self.sources.remove_circuit(a, b, &self.config.sources);
+        }
+        Some(released)
+    }
+
+    /// A reservation ended: its source gets the slot back.
+    fn reservation_gone(&mut self, conn: ConnectionId) {
+        if let Some(ip) = self.reserved_from.remove(&conn) {
+            self.sources.remove_reservation(ip, &self.config.sources);
+        }
+    }
+
     fn expire(&mut self) {
-        for (peer, conn) in self.reservations.expire(Instant::now()) {
+        let now = Instant::now();
+        if let Some(timeout) = self.config.circuit_idle_timeout {
+            // Told to end; each reports `Ended` with the idle reason.
+            let _ = self.circuits.end_idle(now, timeout);
+        }
+        for (peer, conn) in self.reservations.expire(now) {
+            self.reservation_gone(conn);
             self.stats.reservations_expired += 1;
             self.queue.push_back(ToSwarm::NotifyHandler {
                 peer_id: peer,
@@ -651,6 +732,7 @@ impl Behaviour {
             }
         }
         if self.reservations.close(peer, conn) {
+            self.reservation_gone(conn);
             self.stats.reservations_closed += 1;
             self.emit(Event::ReservationClosed { peer });
         }
