@@ -163,6 +163,8 @@ pub mod samples {
                 by_transport: [(Transport::Tcp, 1), (Transport::Websocket, 2)].into(),
                 opened_total: 9,
                 closed_total: 6,
+
+                denied: Default::default(),
             },
             reservations: ReservationStats {
                 active: 2,

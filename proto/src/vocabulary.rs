@@ -120,6 +120,16 @@ open_enum! {
         /// The address of an end of the circuit, or its network prefix,
         /// holds as many circuits as it may.
         SourceCircuitsFull = "source_circuits_full",
+        /// The peer, or its address, made as many new reservations this
+        /// hour as the relay allows.
+        ReservationRate = "reservation_rate",
+        /// The address opened as many connections this minute as the relay
+        /// allows.
+        ConnectionRate = "connection_rate",
+        /// The address holds as many connections as it may.
+        SourceConnectionsFull = "source_connections_full",
+        /// The address holds as many handshakes in progress as it may.
+        SourcePendingFull = "source_pending_full",
         /// A peer asked for a circuit to itself.
         SelfCircuit = "self_circuit",
         /// The peer is banned.

@@ -49,6 +49,8 @@ pub type TopicFilter =
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Caps and a rate per remote address, before any handshake work.
+    pub admission: crate::admission::Admission,
     /// `connectionManager`: caps on connections in total and per peer.
     pub limits: connection_limits::Behaviour,
     /// Circuit relay v2 hop: reservations and circuits (our own server).
@@ -134,6 +136,9 @@ impl Behaviour {
         };
 
         Ok(Self {
+            admission: crate::admission::Admission::new(crate::admission::AdmissionConfig::of(
+                config,
+            )),
             limits: connection_limits::Behaviour::new(limits),
             hop: hop.into(),
             ping: ping::Behaviour::new(ping::PingConfig::default()),

@@ -67,6 +67,13 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
         *by_transport.entry(Transport::from(t)).or_default() += n;
     }
     let usage = process::own().unwrap_or_default();
+    let connection_denials: BTreeMap<DenialReason, u64> = swarm
+        .behaviour()
+        .admission
+        .denied()
+        .iter()
+        .map(|(k, v)| (DenialReason::from(*k), *v))
+        .collect();
     proto::StatsResult {
         uptime_secs: cx.uptime(),
         connections: proto::ConnectionStats {
@@ -75,6 +82,7 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
             by_transport,
             opened_total: cx.ledger.opened_total,
             closed_total: cx.ledger.closed_total,
+            denied: connection_denials.clone(),
         },
         reservations: proto::ReservationStats {
             active: hop.map_or(0, |h| h.reservation_count()) as u64,
@@ -101,7 +109,13 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
             src_to_dst: s.bytes_src_to_dst,
             dst_to_src: s.bytes_dst_to_src,
         },
-        denials: reasons(&s.denials),
+        denials: {
+            let mut all = reasons(&s.denials);
+            for (k, v) in &connection_denials {
+                *all.entry(k.clone()).or_default() += v;
+            }
+            all
+        },
         errors: cx
             .ledger
             .errors
@@ -380,6 +394,7 @@ impl From<Refusal> for DenialReason {
         match r {
             Refusal::RelayedConnection => Self::RelayedConnection,
             Refusal::RateLimited => Self::RateLimited,
+            Refusal::ReservationRate => Self::ReservationRate,
             Refusal::ReservationsFull => Self::ReservationsFull,
             Refusal::PeerReservationsFull => Self::PeerReservationsFull,
             Refusal::CircuitsFull => Self::CircuitsFull,
@@ -391,6 +406,18 @@ impl From<Refusal> for DenialReason {
             Refusal::ConnectionFailed => Self::ConnectionFailed,
             Refusal::Malformed => Self::MalformedMessage,
             Refusal::Unexpected => Self::UnexpectedMessage,
+        }
+    }
+}
+
+/// The contract's word for a connection not taken.
+impl From<crate::admission::Refused> for DenialReason {
+    fn from(r: crate::admission::Refused) -> Self {
+        use crate::admission::Refused;
+        match r {
+            Refused::ConnectionRate => Self::ConnectionRate,
+            Refused::SourceConnectionsFull => Self::SourceConnectionsFull,
+            Refused::SourcePendingFull => Self::SourcePendingFull,
         }
     }
 }

@@ -12,12 +12,14 @@
 //! operator tool and the end-to-end tests speak is its own crate,
 //! `bsv-p2p-wire`.
 
+mod admission;
 mod autonat;
 mod behaviour;
+mod buckets;
 pub mod config;
 mod control;
 pub mod data_dir;
-mod hop;
+pub(crate) mod hop;
 pub mod identity;
 mod journal;
 mod ledger;

@@ -276,6 +276,35 @@ impl Serving {
             self.config.shutdown_timeout = new.shutdown_timeout;
             result.applied.push("shutdown.timeout".into());
         }
+        // Caps per address apply to connections from now on.
+        let (old, fresh) = (
+            crate::admission::AdmissionConfig::of(&self.config),
+            crate::admission::AdmissionConfig::of(&new),
+        );
+        if old != fresh {
+            swarm.behaviour_mut().admission.set_config(fresh.clone());
+            for (key, changed) in [
+                (
+                    "connectionManager.maxConnectionsPerIp",
+                    old.max_per_ip != fresh.max_per_ip,
+                ),
+                (
+                    "connectionManager.maxPendingIncomingPerIp",
+                    old.max_pending_per_ip != fresh.max_pending_per_ip,
+                ),
+                (
+                    "relay.rateLimit.connectionsPerMinute",
+                    old.connections_per_minute != fresh.connections_per_minute,
+                ),
+            ] {
+                if changed {
+                    result.applied.push(key.into());
+                }
+            }
+            self.config.max_connections_per_ip = new.max_connections_per_ip;
+            self.config.max_pending_incoming_per_ip = new.max_pending_incoming_per_ip;
+            self.config.connections_per_minute = new.connections_per_minute;
+        }
         // The relay's caps, limits and timeouts apply to requests from now
         // on; switching the hop service on or off needs a restart.
         if new.relay != self.config.relay && new.relay.enabled == self.config.relay.enabled {

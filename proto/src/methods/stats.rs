@@ -49,6 +49,10 @@ pub struct ConnectionStats {
     pub by_transport: BTreeMap<Transport, u64>,
     pub opened_total: u64,
     pub closed_total: u64,
+    /// Incoming connections not taken, by reason (caps and rate per
+    /// address); also in `denials`. Since 1.3.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub denied: BTreeMap<DenialReason, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +136,8 @@ mod tests {
                 by_transport: [(Transport::Tcp, 2), (Transport::Websocket, 1)].into(),
                 opened_total: 10,
                 closed_total: 7,
+
+                denied: Default::default(),
             },
             reservations: ReservationStats {
                 active: 2,

@@ -114,6 +114,10 @@ pub const CIRCUIT_IDLE_TIMEOUT: Bounded =
 pub const CIRCUIT_IDLE_TIMEOUT_MIN_NONZERO: u64 = 1000;
 /// Networks the per-prefix caps group addresses by: a /24 is one site or
 /// one small hosting subnet, a /48 one IPv6 site.
+/// Networks the per-address caps and rates leave alone: loopback, where
+/// only local processes (the operator's tools, a bot on the relay's host)
+/// connect from.
+pub const SOURCE_EXEMPT: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 pub const SOURCE_IPV4_PREFIX: Bounded = Bounded::new("relay.sources.ipv4Prefix", 24, 0, 32);
 pub const SOURCE_IPV6_PREFIX: Bounded = Bounded::new("relay.sources.ipv6Prefix", 48, 0, 128);
 /// `Limit.duration` travels in whole seconds as a u32; 0 is no time limit.
@@ -146,6 +150,23 @@ pub const MAX_CONNECTIONS_PER_PEER: Bounded =
     Bounded::new("connectionManager.maxConnectionsPerPeer", 8, 1, 1024);
 pub const MAX_PENDING_INCOMING: Bounded =
     Bounded::new("connectionManager.maxPendingIncoming", 128, 1, 100_000);
+
+/// Bots behind one NAT address share these: room for a site of them, not
+/// for a host minting keys to fill `maxConnections`.
+pub const MAX_CONNECTIONS_PER_IP: Bounded =
+    Bounded::new("connectionManager.maxConnectionsPerIp", 64, 1, 1_000_000);
+/// A handshake takes one round trip or two; silent sockets from one address
+/// must not hold the pending-handshake cap for everyone.
+pub const MAX_PENDING_INCOMING_PER_IP: Bounded =
+    Bounded::new("connectionManager.maxPendingIncomingPerIp", 16, 1, 100_000);
+/// The guide's `relay.rateLimit`, per remote address (a bot connects once
+/// and stays connected); 0 is no limit.
+pub const CONNECTIONS_PER_MINUTE: Bounded =
+    Bounded::new("relay.rateLimit.connectionsPerMinute", 120, 0, 1_000_000);
+/// New reservations per hour per peer id and per address (renewals are not
+/// counted); 0 is no limit.
+pub const RESERVATIONS_PER_HOUR: Bounded =
+    Bounded::new("relay.rateLimit.reservationsPerHour", 120, 0, 1_000_000);
 
 pub const GOSSIP_MAX_MESSAGE_SIZE: Bounded =
     Bounded::new("gossipSub.maxMessageSize", 1 << 20, 1024, 16 << 20);
@@ -183,7 +204,11 @@ pub const JOURNAL_MAX_BYTES: Bounded =
 
 /// Every number of the file with a default, for the tests that hold the
 /// copies (the embedded file, README) to it.
-pub const ALL: [Bounded; 30] = [
+pub const ALL: [Bounded; 34] = [
+    MAX_CONNECTIONS_PER_IP,
+    MAX_PENDING_INCOMING_PER_IP,
+    CONNECTIONS_PER_MINUTE,
+    RESERVATIONS_PER_HOUR,
     ADVERTISE_TTL,
     MAX_RESERVATIONS,
     MAX_RESERVATIONS_PER_PEER,

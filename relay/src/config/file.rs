@@ -89,6 +89,18 @@ pub struct Relay {
     pub circuits: Option<Circuits>,
     pub requests: Option<Requests>,
     pub sources: Option<Sources>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The guide's `relay.rateLimit`, per source address (and per peer id for
+/// reservations).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimit {
+    #[serde(default, deserialize_with = "count")]
+    pub connections_per_minute: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub reservations_per_hour: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,6 +163,7 @@ pub struct Circuits {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Sources {
+    pub exempt: Option<Vec<String>>,
     #[serde(default, deserialize_with = "count")]
     pub ipv4_prefix: Option<u64>,
     #[serde(default, deserialize_with = "count")]
@@ -168,6 +181,10 @@ pub struct ConnectionManager {
     pub max_connections_per_peer: Option<u64>,
     #[serde(default, deserialize_with = "count")]
     pub max_pending_incoming: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_connections_per_ip: Option<u64>,
+    #[serde(default, deserialize_with = "count")]
+    pub max_pending_incoming_per_ip: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

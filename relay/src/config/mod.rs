@@ -65,6 +65,11 @@ pub struct RelayConfig {
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub max_pending_incoming: u32,
+    /// Connections open, and handshakes in progress, per remote address,
+    /// and new connections per minute per address (0: no rate limit).
+    pub max_connections_per_ip: usize,
+    pub max_pending_incoming_per_ip: usize,
+    pub connections_per_minute: u32,
     pub gossip: Option<GossipConfig>,
     pub autonat: bool,
     pub log_format: LogFormat,
@@ -104,12 +109,18 @@ pub struct HopConfig {
     pub sources: SourceLimits,
     /// A circuit that moves no byte for this long is closed; `None`: never.
     pub circuit_idle_timeout: Option<Duration>,
+    /// New reservations (not renewals) per hour, per peer id and per
+    /// remote address; 0: no limit.
+    pub reservations_per_hour: u32,
 }
 
 /// Reservations and circuits one remote address, and one network prefix
 /// of addresses, may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceLimits {
+    /// Networks the caps and rates per address do not apply to (loopback by
+    /// default: local processes).
+    pub exempt: Vec<crate::hop::sources::Cidr>,
     pub reservations_per_ip: usize,
     pub reservations_per_prefix: usize,
     pub circuits_per_ip: usize,

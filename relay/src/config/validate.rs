@@ -84,7 +84,14 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         None => data_dir.join(defaults::IDENTITY_FILE_NAME),
     };
 
-    let relay = hop_config(raw.relay.unwrap_or_default())?;
+    let raw_relay = raw.relay.unwrap_or_default();
+    let connections_per_minute = defaults::CONNECTIONS_PER_MINUTE.check(
+        raw_relay
+            .rate_limit
+            .as_ref()
+            .and_then(|r| r.connections_per_minute),
+    )? as u32;
+    let relay = hop_config(raw_relay)?;
 
     let cm = raw.connection_manager.unwrap_or_default();
     let max_connections = defaults::MAX_CONNECTIONS.check(cm.max_connections)?;
@@ -100,6 +107,10 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
     let max_connections_per_peer =
         defaults::MAX_CONNECTIONS_PER_PEER.check(cm.max_connections_per_peer)?;
     let max_pending_incoming = defaults::MAX_PENDING_INCOMING.check(cm.max_pending_incoming)?;
+    let max_connections_per_ip =
+        defaults::MAX_CONNECTIONS_PER_IP.check(cm.max_connections_per_ip)? as usize;
+    let max_pending_incoming_per_ip =
+        defaults::MAX_PENDING_INCOMING_PER_IP.check(cm.max_pending_incoming_per_ip)? as usize;
 
     let gs = raw.gossip_sub.unwrap_or_default();
     let gossip = if gs.enabled.unwrap_or(defaults::GOSSIP_ENABLED) {
@@ -244,6 +255,9 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         max_connections: max_connections as u32,
         max_connections_per_peer: max_connections_per_peer as u32,
         max_pending_incoming: max_pending_incoming as u32,
+        max_connections_per_ip,
+        max_pending_incoming_per_ip,
+        connections_per_minute,
         gossip,
         autonat,
         log_format,
@@ -344,8 +358,28 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
             ),
         ));
     }
+    let reservations_per_hour = defaults::RESERVATIONS_PER_HOUR.check(
+        raw.rate_limit
+            .as_ref()
+            .and_then(|r| r.reservations_per_hour),
+    )? as u32;
     let src = raw.sources.unwrap_or_default();
+    let exempt = match &src.exempt {
+        None => defaults::SOURCE_EXEMPT
+            .iter()
+            .map(|c| crate::hop::sources::Cidr::parse(c).expect("the defaults parse"))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                crate::hop::sources::Cidr::parse(c)
+                    .map_err(|e| invalid(format!("relay.sources.exempt[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let sources = SourceLimits {
+        exempt,
         reservations_per_ip: defaults::MAX_RESERVATIONS_PER_IP.check(res.max_per_ip)? as usize,
         reservations_per_prefix: defaults::MAX_RESERVATIONS_PER_PREFIX.check(res.max_per_prefix)?
             as usize,
@@ -369,6 +403,7 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
         circuit_limits,
         sources,
         circuit_idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
+        reservations_per_hour,
     })
 }
 

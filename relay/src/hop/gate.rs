@@ -14,6 +14,9 @@ pub enum Refusal {
     RelayedConnection,
     /// Refused by a rate limit.
     RateLimited,
+    /// The peer, or its address, made as many new reservations this hour
+    /// as `relay.rateLimit.reservationsPerHour` allows.
+    ReservationRate,
     /// All reservation slots are taken.
     ReservationsFull,
     /// The peer holds as many reservations as it may.
@@ -45,6 +48,7 @@ impl Refusal {
                 Status::ReservationRefused
             }
             Self::RateLimited
+            | Self::ReservationRate
             | Self::CircuitsFull
             | Self::PeerCircuitsFull
             | Self::SourceCircuitsFull => Status::ResourceLimitExceeded,

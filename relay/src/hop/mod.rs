@@ -46,6 +46,7 @@ use libp2p::{Multiaddr, PeerId};
 use circuit::{Counters, End, Splice};
 use circuits::Circuits;
 
+use crate::buckets::Buckets;
 use crate::config::{CircuitLimits, HopConfig, RequestRate};
 use gate::{Gate, Refusal};
 use handler::{FromBehaviour, Handler, ToBehaviour};
@@ -56,6 +57,12 @@ use wire::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessag
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often expired reservations are swept.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// The period of `relay.rateLimit.reservationsPerHour`.
+const HOUR: Duration = Duration::from_secs(3600);
+/// Peers and addresses whose reservation rate is tracked at once.
+const MAX_RATE_KEYS: usize = 65_536;
+/// Expiry ticks between sweeps of refilled rate buckets.
+const SWEEP_TICKS: u32 = 10;
 
 pub type CircuitId = u64;
 
@@ -213,6 +220,11 @@ pub struct Behaviour {
     /// The address each reservation counts against, by its connection
     /// (a connection holds at most one reservation).
     reserved_from: HashMap<ConnectionId, IpAddr>,
+    /// New reservations per hour, per peer id and per address.
+    reservation_rate_peer: Buckets<PeerId>,
+    reservation_rate_ip: Buckets<IpAddr>,
+    /// Expiry ticks since the buckets were last swept.
+    ticks: u32,
     /// The addresses each circuit counts against.
     circuit_from: HashMap<CircuitId, (Option<IpAddr>, Option<IpAddr>)>,
     reports_tx: mpsc::UnboundedSender<Report>,
@@ -225,6 +237,7 @@ pub struct Behaviour {
 
 impl Behaviour {
     pub fn new(key: Keypair, config: HopConfig, gate: Box<dyn Gate>) -> Self {
+        let per_hour = config.reservations_per_hour;
         let (reports_tx, reports_rx) = mpsc::unbounded();
         let (stop_tx, stop_rx) = oneshot::channel();
         Self {
@@ -240,6 +253,9 @@ impl Behaviour {
             circuits: Circuits::default(),
             sources: sources::Sources::default(),
             reserved_from: HashMap::new(),
+            reservation_rate_peer: Buckets::new(per_hour, HOUR, MAX_RATE_KEYS),
+            reservation_rate_ip: Buckets::new(per_hour, HOUR, MAX_RATE_KEYS),
+            ticks: 0,
             circuit_from: HashMap::new(),
             reports_tx,
             reports_rx,
@@ -297,9 +313,15 @@ impl Behaviour {
                 self.config.sources.ipv4_prefix,
                 self.config.sources.ipv6_prefix,
             );
+        if config.reservations_per_hour != self.config.reservations_per_hour {
+            self.reservation_rate_peer =
+                Buckets::new(config.reservations_per_hour, HOUR, MAX_RATE_KEYS);
+            self.reservation_rate_ip =
+                Buckets::new(config.reservations_per_hour, HOUR, MAX_RATE_KEYS);
+        }
         self.config = config;
         if regroup {
-            let limits = self.config.sources;
+            let limits = self.config.sources.clone();
             let mut fresh = sources::Sources::default();
             for ip in self.reserved_from.values() {
                 fresh.add_reservation(*ip, &limits);
@@ -446,9 +468,18 @@ impl Behaviour {
         let source = sources::ip_of(&c.remote);
         let held = self.reservations.held_by(&peer);
         let renewal = self.reservations.holds(&peer, conn);
+        let now = Instant::now();
         let decision = decision.and_then(|()| {
             if renewal {
                 return Ok(());
+            }
+            // Every new attempt takes from both allowances, refused or not.
+            let by_peer = self.reservation_rate_peer.take(&peer, now);
+            let by_ip = source.is_none_or(|ip| {
+                sources::exempt(ip, &self.config.sources) || self.reservation_rate_ip.take(&ip, now)
+            });
+            if !(by_peer && by_ip) {
+                return Err(Refusal::ReservationRate);
             }
             if self.reservations.len() >= self.config.max_reservations {
                 return Err(Refusal::ReservationsFull);
@@ -707,6 +738,12 @@ impl Behaviour {
 
     fn expire(&mut self) {
         let now = Instant::now();
+        self.ticks += 1;
+        if self.ticks >= SWEEP_TICKS {
+            self.ticks = 0;
+            self.reservation_rate_peer.sweep(now);
+            self.reservation_rate_ip.sweep(now);
+        }
         if let Some(timeout) = self.config.circuit_idle_timeout {
             // Told to end; each reports `Ended` with the idle reason.
             let _ = self.circuits.end_idle(now, timeout);

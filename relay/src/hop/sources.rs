@@ -18,6 +18,70 @@ use libp2p::Multiaddr;
 use super::gate::Refusal;
 use crate::config::SourceLimits;
 
+/// A network: an address and a prefix length, as in `10.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// `a.b.c.d/len`, `x:y::/len`, or a bare address (one host).
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let ip: IpAddr = addr.trim().parse().map_err(|_| {
+            format!("expected an IP network such as 203.0.113.0/24 or 2001:db8::/32, got {text:?}")
+        })?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { net: ip, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, canonical(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.len)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.len)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.len)
+    }
+}
+
+/// Whether the caps and rates per address leave `ip` alone.
+pub fn exempt(ip: IpAddr, limits: &SourceLimits) -> bool {
+    limits.exempt.iter().any(|c| c.contains(ip))
+}
+
 /// An address cut to its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Prefix(IpAddr, u8);
@@ -100,6 +164,9 @@ impl Sources {
 
     /// Whether one more reservation from `ip` fits.
     pub fn admit_reservation(&self, ip: IpAddr, limits: &SourceLimits) -> Result<(), Refusal> {
+        if exempt(ip, limits) {
+            return Ok(());
+        }
         if self.ip(ip).reservations >= limits.reservations_per_ip
             || self.prefix(ip, limits).reservations >= limits.reservations_per_prefix
         {
@@ -118,7 +185,7 @@ impl Sources {
         limits: &SourceLimits,
     ) -> Result<(), Refusal> {
         let ends = ends(a, b, limits);
-        for ip in &ends {
+        for ip in ends.iter().filter(|ip| !exempt(**ip, limits)) {
             let p = prefix_of(*ip, limits);
             let in_prefix = ends.iter().filter(|e| prefix_of(**e, limits) == p).count();
             if self.ip(*ip).circuits >= limits.circuits_per_ip
@@ -183,6 +250,7 @@ mod tests {
 
     fn limits() -> SourceLimits {
         SourceLimits {
+            exempt: vec![Cidr::parse("127.0.0.0/8").unwrap()],
             reservations_per_ip: 2,
             reservations_per_prefix: 3,
             circuits_per_ip: 2,
@@ -240,6 +308,30 @@ mod tests {
         s.remove_circuit(a, b, &l);
         s.remove_circuit(c, c, &l);
         assert_eq!(s.len(), (0, 0));
+    }
+
+    #[test]
+    fn exempt_networks_are_not_capped() {
+        let l = limits();
+        let mut s = Sources::default();
+        for _ in 0..10 {
+            assert_eq!(s.admit_reservation(ip("127.0.0.5"), &l), Ok(()));
+            s.add_reservation(ip("127.0.0.5"), &l);
+        }
+        assert_eq!(
+            s.admit_circuit(Some(ip("127.0.0.5")), Some(ip("127.0.0.6")), &l),
+            Ok(())
+        );
+        let c = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(c.contains(ip("2001:db8:ffff::1")) && !c.contains(ip("2001:db9::1")));
+        assert!(Cidr::parse("10.0.0.0/8")
+            .unwrap()
+            .contains(ip("::ffff:10.1.2.3")));
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("ten").is_err());
+        assert_eq!(
+            Cidr::parse("192.0.2.1").unwrap().to_string(),
+            "192.0.2.1/32"
+        );
     }
 
     #[test]

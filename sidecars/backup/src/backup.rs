@@ -41,6 +41,7 @@ pub struct Outcome {
 /// Takes one backup of every configured source.
 pub fn take(config: &BackupConfig, figures: &Figures) -> Result<Outcome, String> {
     let started = Instant::now();
+    lower_priority();
     repo::ensure_dir(&config.dir)?;
     repo::ensure_dir(&config.state_dir)?;
     let _lock = repo::lock(&config.dir, LOCK_WAIT)?;
@@ -254,6 +255,22 @@ fn stage_and_write(
         &staged,
     )?;
     Ok((manifest, failed))
+}
+
+/// The thread that takes backups runs at nice 10: compressing a large
+/// wallet keeps a core busy for seconds, and the bot writing that wallet
+/// comes first. Once per thread; failure (a seccomp profile) changes nothing.
+fn lower_priority() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if LOWERED.with(|l| l.replace(true)) {
+        return;
+    }
+    // SAFETY: setpriority on this thread's own id (Linux: a thread is a
+    // process for the scheduler).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 fn file_name(path: &Path, fallback: &str) -> String {

@@ -214,9 +214,12 @@ impl Daemon {
             });
             let may = retry_at.is_none_or(|r| now >= r);
             if may && (interval_due || change_due) {
-                // Writes from here on are a change after this backup.
+                // Writes from here on are a change after this backup; one
+                // committed while it runs counts from its start, so the next
+                // backup follows at once when the maximum delay has passed.
                 seen = fingerprint();
                 first_change = None;
+                let began = Instant::now();
                 let why = if change_due {
                     "a database changed"
                 } else {
@@ -246,6 +249,14 @@ impl Daemon {
                     }
                 }
                 self.save_figures();
+                if c.on_change {
+                    let fp = fingerprint();
+                    if fp != seen {
+                        seen = fp;
+                        first_change = Some(began);
+                        last_change = Instant::now();
+                    }
+                }
             }
             if now.duration_since(last_retention) >= RETENTION_EVERY {
                 self.local_retention();

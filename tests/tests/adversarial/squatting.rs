@@ -6,7 +6,8 @@
 //! room for bots from another address (here IPv6 loopback, `::1`: another
 //! address and another network to the relay), and the idle timeout gives an
 //! idle squatter's slots back. A `reload` that tightens the caps keeps the
-//! circuits of bots that are still allowed.
+//! circuits of bots that are still allowed. Loopback is exempt from these
+//! caps by default (`relay.sources.exempt`), so the tests set it empty.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,9 @@ fn config(circuits_per_ip: u64) -> Value {
         // The attack's own request rate is not what is tested here.
         "relay": {
             "requests": { "perSecond": 10000, "burst": 10000 },
-            "circuits": { "maxPerIp": circuits_per_ip, "idleTimeout": 4000 }
+            "circuits": { "maxPerIp": circuits_per_ip, "idleTimeout": 4000 },
+            // Loopback is exempt by default; here it stands for the internet.
+            "sources": { "exempt": [] }
         }
     })
 }
@@ -180,4 +183,110 @@ fn one_host_with_fresh_keys_leaves_room_for_bots_from_another_address_and_reload
             drop(h);
         }
     });
+}
+
+/// A storm of connection attempts and silent sockets from one address is
+/// cut by the per-address rate and caps before any handshake work, while
+/// a bot from another address reserves and echoes; a peer reconnecting to
+/// make a new reservation each time is cut at `reservationsPerHour` with
+/// RESOURCE_LIMIT_EXCEEDED.
+#[test]
+fn a_connection_storm_from_one_address_is_cut_and_reservations_per_hour_hold() {
+    let mut options = RelayOptions::new(json!({
+        "mode": "relay",
+        "connectionManager": { "maxConnectionsPerIp": 8, "maxPendingIncomingPerIp": 4 },
+        "relay": {
+            "rateLimit": { "connectionsPerMinute": 30, "reservationsPerHour": 10 },
+            "sources": { "exempt": [] }
+        }
+    }));
+    options.listen = vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/0".into()];
+    let relay = Relay::start_with(options);
+    let relay_id = relay.peer_id();
+    let v6: Multiaddr = relay
+        .wait_for_event(
+            "listening",
+            |e| field(e, "address").starts_with("/ip6/::1/"),
+            T,
+        )
+        .map(|e| field(&e, "address").parse().unwrap())
+        .expect("the relay listens on ::1");
+    let port = relay
+        .tcp_addr()
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+
+    // 300 connection attempts from 127.0.0.1 that never handshake, held open.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            silent.push(s);
+        }
+    }
+    // A bot from ::1 is served meanwhile.
+    let mut bot_options = BotOptions::new(v6.clone());
+    bot_options.monitor_interval = Duration::from_secs(1);
+    let a = Bot::start(bot_options.clone());
+    a.wait_reserved(T);
+    let mut b = Bot::start(bot_options);
+    b.wait_reserved(T);
+    let circuit = format!("{v6}/p2p-circuit/p2p/{}", a.peer_id());
+    let r = b.ok(
+        json!({ "cmd": "echo", "addr": circuit, "bytes": MIB, "seed": 3 }),
+        T,
+    );
+    assert_eq!(r["received"], json!(MIB), "{r}");
+    let stats = relay.ctl(&["stats"]);
+    let denied = &stats["connections"]["denied"];
+    let (pending, rate) = (
+        denied["source_pending_full"].as_u64().unwrap_or(0),
+        denied["connection_rate"].as_u64().unwrap_or(0),
+    );
+    assert!(pending + rate >= 300 - 30, "{stats}");
+    assert!(pending > 0, "{stats}");
+    assert_eq!(
+        stats["denials"]["source_pending_full"],
+        json!(pending),
+        "{stats}"
+    );
+    drop(silent);
+
+    // Reservations per hour, per peer id: a peer that reconnects for each
+    // new reservation gets 10, then RESOURCE_LIMIT_EXCEEDED.
+    let relay2 = Relay::start(json!({
+        "mode": "relay",
+        "relay": {
+            "rateLimit": { "connectionsPerMinute": 0, "reservationsPerHour": 10 },
+            "sources": { "exempt": [] }
+        }
+    }));
+    let id2 = relay2.peer_id();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut statuses = Vec::new();
+    block_on(async {
+        for _ in 0..15 {
+            let peer = RawPeer::with_key(key.clone(), RawOptions { accept_stop: false }).unwrap();
+            peer.connect(&relay2.tcp_addr()).await.unwrap();
+            statuses.push(status_of(&peer.reserve(id2).await.unwrap()));
+            peer.disconnect(id2).await.unwrap();
+        }
+    });
+    let ok = statuses.iter().filter(|s| **s == Some(Status::Ok)).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == Some(Status::ResourceLimitExceeded))
+        .count();
+    assert_eq!((ok, limited), (10, 5), "{statuses:?}");
+    assert_eq!(statuses[10], Some(Status::ResourceLimitExceeded));
+    let stats = relay2.ctl(&["stats"]);
+    assert_eq!(
+        stats["reservations"]["denied"]["reservation_rate"],
+        json!(5),
+        "{stats}"
+    );
+    let _ = relay_id;
 }
