@@ -43,6 +43,41 @@ fn parse<T: FromArgs>(name: &str, args: &[&str]) -> Result<T, (String, u8)> {
     })
 }
 
+/// A sidecar's own log lines on standard error (`TIME LEVEL message`),
+/// keeping standard output for what the program produces; only records
+/// whose target starts with `target` (the sidecar's crate) are written,
+/// so the libraries' chatter stays out.
+pub struct StderrLog {
+    pub target: &'static str,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        use std::io::Write;
+        if self.enabled(record.metadata()) && record.target().starts_with(self.target) {
+            let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{now} {:<5} {}",
+                record.level(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs `logger` at `level`; a second call keeps the first logger.
+pub fn log_to_stderr(logger: &'static StderrLog, level: log::LevelFilter) {
+    log::set_max_level(level);
+    let _ = log::set_logger(logger);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,6 @@ mod ship;
 mod sqlite;
 mod target;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,27 +41,9 @@ use config::{Args, BackupConfig, Command};
 const EXIT_FAILED: u8 = 1;
 
 /// The sidecar's own log lines, on standard error.
-struct Stderr;
-
-impl log::Log for Stderr {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) && record.target().starts_with("bsv_p2p_backup") {
-            let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{now} {:<5} {}",
-                record.level(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
-}
+static LOG: bsv_p2p_proto::cli::StderrLog = bsv_p2p_proto::cli::StderrLog {
+    target: "bsv_p2p_backup",
+};
 
 fn main() -> ExitCode {
     let args: Args = match bsv_p2p_proto::cli::parse_args("bsv-p2p-backup") {
@@ -88,8 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    log::set_max_level(config.log_level);
-    let _ = log::set_logger(&Stderr);
+    bsv_p2p_proto::cli::log_to_stderr(&LOG, config.log_level);
     finish(match command {
         Command::Run(_) => run(config, &env),
         Command::Now(a) => commands::now(&config, a, &env),

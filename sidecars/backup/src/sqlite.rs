@@ -85,11 +85,10 @@ pub fn copy(src: &Path, dest: &Path) -> Result<SqliteInfo, String> {
             info.integrity
         ));
     }
+    // Not synced: the copy is scratch, read once into the archive, which is
+    // synced; a 200 MB flush here would hold up the bot's own fsync.
     to.close()
         .map_err(|(_, e)| format!("{}: {e}", dest.display()))?;
-    let f = std::fs::File::open(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-    f.sync_all()
-        .map_err(|e| format!("{}: {e}", dest.display()))?;
     Ok(info)
 }
 

@@ -21,7 +21,6 @@ mod sink;
 mod store;
 mod tracker;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
@@ -38,27 +37,9 @@ use store::Store;
 const EXIT_RUNTIME: u8 = 1;
 
 /// The sidecar's own log lines, on standard error.
-struct Stderr;
-
-impl log::Log for Stderr {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) && record.target().starts_with("bsv_p2p_logship") {
-            let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{now} {:<5} {}",
-                record.level(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
-}
+static LOG: bsv_p2p_proto::cli::StderrLog = bsv_p2p_proto::cli::StderrLog {
+    target: "bsv_p2p_logship",
+};
 
 fn main() -> ExitCode {
     let args: Args = match bsv_p2p_proto::cli::parse_args("bsv-p2p-logship") {
@@ -76,8 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    log::set_max_level(config.log_level);
-    let _ = log::set_logger(&Stderr);
+    bsv_p2p_proto::cli::log_to_stderr(&LOG, config.log_level);
     match task::block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
