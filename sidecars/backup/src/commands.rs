@@ -323,6 +323,26 @@ fn fetch(config: &BackupConfig, env: Env, from: &str, id_: &str) -> Result<TempD
     Ok(dir)
 }
 
+/// A backup to restore from: fetched from `from` into a temporary
+/// directory (returned, removed on drop) or left in the local directory;
+/// its manifest, read and checked for form.
+fn located(
+    config: &BackupConfig,
+    env: Env,
+    from: Option<&str>,
+    id_: &str,
+) -> Result<(Option<TempDir>, Manifest), String> {
+    let fetched = match from {
+        Some(from) => Some(fetch(config, env, from, id_)?),
+        None => None,
+    };
+    let dir = fetched
+        .as_ref()
+        .map_or(config.dir.as_path(), |d| d.path.as_path());
+    let manifest = archive::read_manifest(&dir.join(id::manifest_file(id_)))?;
+    Ok((fetched, manifest))
+}
+
 pub fn verify(config: &BackupConfig, args: &VerifyArgs, env: Env) -> Result<bool, String> {
     let place = args.from.clone().unwrap_or_else(|| "local".to_string());
     let ids: Vec<String> = match (&args.id, args.all, &args.from) {
@@ -449,14 +469,10 @@ fn stamp() -> String {
 }
 
 pub fn restore(config: &BackupConfig, args: &RestoreArgs, env: Env) -> Result<bool, String> {
-    let fetched = match &args.from {
-        Some(from) => Some(fetch(config, env, from, &args.id)?),
-        None => None,
-    };
+    let (fetched, manifest) = located(config, env, args.from.as_deref(), &args.id)?;
     let dir = fetched
         .as_ref()
         .map_or(config.dir.as_path(), |d| d.path.as_path());
-    let manifest = archive::read_manifest(&dir.join(id::manifest_file(&args.id)))?;
     let part = match &args.part {
         Some(name) => manifest.parts.iter().find(|p| &p.name == name),
         None => {
@@ -597,14 +613,10 @@ pub fn restore_relay(
     args: &RestoreRelayArgs,
     env: Env,
 ) -> Result<bool, String> {
-    let fetched = match &args.from {
-        Some(from) => Some(fetch(config, env, from, &args.id)?),
-        None => None,
-    };
+    let (fetched, manifest) = located(config, env, args.from.as_deref(), &args.id)?;
     let dir = fetched
         .as_ref()
         .map_or(config.dir.as_path(), |d| d.path.as_path());
-    let manifest = archive::read_manifest(&dir.join(id::manifest_file(&args.id)))?;
     let snapshot = manifest
         .parts
         .iter()

@@ -202,7 +202,6 @@ fn a_connection_storm_from_one_address_is_cut_and_reservations_per_hour_hold() {
     }));
     options.listen = vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/0".into()];
     let relay = Relay::start_with(options);
-    let relay_id = relay.peer_id();
     let v6: Multiaddr = relay
         .wait_for_event(
             "listening",
@@ -288,5 +287,4 @@ fn a_connection_storm_from_one_address_is_cut_and_reservations_per_hour_hold() {
         json!(5),
         "{stats}"
     );
-    let _ = relay_id;
 }

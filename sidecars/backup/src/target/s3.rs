@@ -22,6 +22,28 @@ use super::{parse_fields, query_pairs, Target, TargetError};
 
 /// How long a signed URL is valid: long enough for a slow upload to start.
 const SIGNATURE_TTL: Duration = Duration::from_secs(15 * 60);
+/// The most of an error answer read (S3's are a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// The most of one listing page read (1,000 keys are about 300 KB).
+const MAX_LISTING_PAGE: usize = 16 << 20;
+
+/// A response body, refused when it is longer than `limit`: a target's
+/// answer is never taken into memory unbounded.
+async fn read_limited(res: &mut surf::Response, limit: usize) -> Result<Vec<u8>, String> {
+    use async_std::io::ReadExt;
+    let mut out = Vec::new();
+    res.take_body()
+        .into_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.len() > limit {
+        return Err(format!("the answer is longer than {limit} bytes"));
+    }
+    Ok(out)
+}
+
 /// A listing longer than this is refused (a prefix shared with something else).
 const MAX_LISTED: usize = 200_000;
 
@@ -282,12 +304,14 @@ impl S3Target {
                 ))),
                 Ok(Ok(mut res)) if !res.status().is_success() => {
                     let status = res.status() as u16;
-                    let body =
-                        async_std::future::timeout(Duration::from_secs(10), res.body_bytes())
-                            .await
-                            .ok()
-                            .and_then(|r| r.ok())
-                            .unwrap_or_default();
+                    let body = async_std::future::timeout(
+                        Duration::from_secs(10),
+                        read_limited(&mut res, MAX_ERROR_BODY),
+                    )
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default();
                     Err(classify(
                         status,
                         &body,
@@ -382,7 +406,7 @@ impl Target for S3Target {
             let mut res = self.send(surf::get(url), "cannot list", Duration::from_secs(60))?;
             let body = task::block_on(async_std::future::timeout(
                 Duration::from_secs(60),
-                res.body_bytes(),
+                read_limited(&mut res, MAX_LISTING_PAGE),
             ))
             .map_err(|_| {
                 TargetError::unavailable(format!("{}: the listing did not arrive", self.where_()))
