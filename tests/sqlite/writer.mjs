@@ -13,7 +13,8 @@
 //   {"started":true,"journalMode":"wal","synchronous":2,"sqlite":"3.x","startTx":0,...}
 //   {"fill":true,"fillMb":20,"fillRows":320,"fillMs":180,"dbBytes":20987904}  (with --fill-mb)
 //   {"committed":T,"rows":R,"maxStallMs":X,"p99StallMs":Y,"txPerSec":Z,...}    after the first
-//        commit, then every 250 ms (T = last committed tx, R = rows in `writes`)
+//        commit, then every 250 ms (T = last committed tx, R = rows in `writes`,
+//        atMs = the wall clock when the line was written, ms since the epoch)
 //   {...same...,"done":true}   on SIGTERM/SIGINT, after the current transaction
 //   {"error":"...","code":"SQLITE_BUSY"}   then exit 1
 import { randomBytes } from "node:crypto";
@@ -205,6 +206,7 @@ function report(extra = {}) {
       txPerSec: round(seconds > 0 ? committedThisRun / seconds : 0, 1),
       txThisRun: committedThisRun,
       elapsedMs: round(seconds * 1000, 1),
+      atMs: Date.now(),
       ...extra,
     }) + "\n",
   );

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -265,6 +265,31 @@ impl Writer {
     /// The last committed transaction, as last reported (every 250 ms).
     pub fn committed(&self) -> u64 {
         self.latest().committed
+    }
+
+    /// An upper bound on the transactions committed by `t`: the count in
+    /// the first progress line the writer wrote at or after `t` (lines
+    /// carry the writer's wall clock). [`Writer::committed`] alone is only
+    /// a lower bound, since it can be up to 250 ms old.
+    pub fn committed_by(&self, t: SystemTime, timeout: Duration) -> u64 {
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .expect("a time after the epoch")
+            .as_millis() as u64;
+        let line = self
+            .wait_line(
+                |l| l["committed"].is_u64() && l["atMs"].as_u64().is_some_and(|at| at >= ms),
+                timeout,
+            )
+            .unwrap_or_else(|e| panic!("writer: no progress line after {t:?}: {e}"));
+        // wait_line gives the latest matching line; the first one after
+        // `t` is the tightest bound.
+        self.lines
+            .all()
+            .iter()
+            .find(|l| l["committed"].is_u64() && l["atMs"].as_u64().is_some_and(|at| at >= ms))
+            .and_then(|l| l["committed"].as_u64())
+            .unwrap_or_else(|| line["committed"].as_u64().expect("a progress line"))
     }
 
     /// The longest commit so far, as last reported.

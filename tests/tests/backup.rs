@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bsv_p2p_tests::backup::{files, Site};
 use bsv_p2p_tests::health::eventually;
@@ -67,7 +67,7 @@ fn backups_under_a_live_wal_writer_restore_to_consistent_prefixes() {
     for _ in 0..3 {
         let before = writer.committed();
         let out = site.ok(&["now"]);
-        let after = writer.committed();
+        let after = writer.committed_by(SystemTime::now(), Duration::from_secs(10));
         assert!(out.contains("2 parts"), "{out}");
         let id = site.ids().last().cloned().expect("a backup");
         seen.push((id, before, after));
