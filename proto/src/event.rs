@@ -136,13 +136,34 @@ pub enum EventKind {
         peer_id: String,
         reason: DenialReason,
     },
+    /// A peer was put on the deny list (its connections are closed).
     PeerBanned {
         peer_id: String,
         reason: String,
+        /// When the ban ends (since 1.4); absent: until removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
     },
+    /// A network was put on the deny list, or an address banned for a
+    /// while by the relay itself (since 1.4).
+    AddressBanned {
+        cidr: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
+    },
+    /// A peer went over a rate limit: at most one event per peer and
+    /// `what` a minute.
     RateLimited {
         peer_id: String,
-        /// What was limited: `reservation`, `circuit`, `connection`, …
+        /// What was limited: `reservation`, `request`, …
+        what: String,
+    },
+    /// An address went over a rate limit before any peer id was known
+    /// (since 1.4): at most one event per address and `what` a minute.
+    AddressRateLimited {
+        address: String,
+        /// What was limited: `connection`.
         what: String,
     },
     ConfigReloaded {
@@ -186,7 +207,9 @@ pub const KINDS: &[&str] = &[
     "circuit_denied",
     "request_denied",
     "peer_banned",
+    "address_banned",
     "rate_limited",
+    "address_rate_limited",
     "config_reloaded",
     "error",
     "gap",
@@ -208,7 +231,9 @@ impl EventKind {
             Self::CircuitDenied { .. } => "circuit_denied",
             Self::RequestDenied { .. } => "request_denied",
             Self::PeerBanned { .. } => "peer_banned",
+            Self::AddressBanned { .. } => "address_banned",
             Self::RateLimited { .. } => "rate_limited",
+            Self::AddressRateLimited { .. } => "address_rate_limited",
             Self::ConfigReloaded { .. } => "config_reloaded",
             Self::Error { .. } => "error",
             Self::Gap { .. } => "gap",
@@ -405,8 +430,25 @@ mod tests {
                 EventKind::PeerBanned {
                     peer_id: "12D3KooWA".into(),
                     reason: "acl deny".into(),
+                    until: None,
                 },
                 json!({"kind": "peer_banned", "peerId": "12D3KooWA", "reason": "acl deny"}),
+            ),
+            (
+                EventKind::AddressBanned {
+                    cidr: "203.0.113.7/32".into(),
+                    reason: "auto: 600 refusals in 60 s".into(),
+                    until: Some(Timestamp::from_unix_millis(1_738_325_400_000)),
+                },
+                json!({"kind": "address_banned", "cidr": "203.0.113.7/32",
+                       "reason": "auto: 600 refusals in 60 s", "until": "2025-01-31T12:10:00.000Z"}),
+            ),
+            (
+                EventKind::AddressRateLimited {
+                    address: "203.0.113.7".into(),
+                    what: "connection".into(),
+                },
+                json!({"kind": "address_rate_limited", "address": "203.0.113.7", "what": "connection"}),
             ),
             (
                 EventKind::RateLimited {
@@ -496,7 +538,7 @@ mod tests {
     #[test]
     fn known_kinds_tolerate_new_fields_but_not_missing_ones() {
         let e: Event = serde_json::from_value(json!({"seq": 1, "ts": "2025-01-31T12:00:00.000Z",
-            "kind": "peer_banned", "peerId": "p", "reason": "r", "until": 99}))
+            "kind": "peer_banned", "peerId": "p", "reason": "r", "banCount": 99}))
         .unwrap();
         assert!(matches!(e.kind, EventKind::PeerBanned { .. }));
         let err =

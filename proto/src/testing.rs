@@ -118,10 +118,16 @@ pub async fn answer(commands: Commands) {
                 added: true,
                 entry: AclEntry {
                     peer_id: p.peer_id,
+                    cidr: p.cidr,
                     list: p.list,
                     note: p.note,
                     added_at: Timestamp::from_unix_millis(1_738_324_800_000),
+                    expires_at: p
+                        .for_ms
+                        .map(|ms| Timestamp::from_unix_millis(1_738_324_800_000 + ms)),
+                    origin: AclOrigin::Control,
                 },
+                disconnected: 0,
             }),
             Command::AclRemove(_, r) => r.ok(AclRemoveResult { removed: true }),
         }
@@ -272,11 +278,15 @@ pub mod samples {
     pub fn acl_list() -> AclListResult {
         AclListResult {
             entries: vec![AclEntry {
-                peer_id: "12D3KooWBad".into(),
+                peer_id: Some("12D3KooWBad".into()),
+                cidr: None,
                 list: AccessList::Deny,
                 note: None,
                 added_at: at(1_738_324_800_000),
+                expires_at: None,
+                origin: AclOrigin::Control,
             }],
+            private: false,
         }
     }
 }

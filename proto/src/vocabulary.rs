@@ -132,8 +132,12 @@ open_enum! {
         SourcePendingFull = "source_pending_full",
         /// A peer asked for a circuit to itself.
         SelfCircuit = "self_circuit",
-        /// The peer is banned.
+        /// The peer, or its address, is banned for a while (automatically,
+        /// for going over limits again and again).
         Banned = "banned",
+        /// The relay is private (it has an allowlist) and the peer is not
+        /// on it.
+        NotAllowlisted = "not_allowlisted",
         /// The relay is stopping and takes no new reservations or circuits.
         ShuttingDown = "shutting_down",
     }

@@ -21,7 +21,7 @@ async fn the_server_greets_first_with_its_protocol_and_version() {
     assert_eq!(
         greeting,
         json!({"jsonrpc": "2.0", "method": "hello", "params": {
-            "protocol": "bsv-p2p-control", "version": "1.3", "server": "test-relay/1.0.0",
+            "protocol": "bsv-p2p-control", "version": "1.4", "server": "test-relay/1.0.0",
             "role": "admin"
         }})
     );
@@ -62,13 +62,13 @@ async fn the_server_refuses_a_client_of_another_major_version() {
     assert_eq!(reply["error"]["code"], code::UNSUPPORTED_VERSION);
     let message = reply["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("speaks control protocol 1.3") && message.contains("2.0"),
+        message.contains("speaks control protocol 1.4") && message.contains("2.0"),
         "{message}"
     );
     let ok = raw
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"hello","params":{"version":"1.4"}}"#)
         .await;
-    assert_eq!(ok["result"]["version"], "1.3");
+    assert_eq!(ok["result"]["version"], "1.4");
     relay.stop().await;
 }
 
@@ -92,9 +92,11 @@ async fn every_method_answers_with_its_typed_result() {
     assert_eq!(client.acl_list().await.unwrap(), samples::acl_list());
     let added = client
         .acl_add(AclAddParams {
-            peer_id: "12D3KooWNew".into(),
+            peer_id: Some("12D3KooWNew".into()),
+            cidr: None,
             list: AccessList::Allow,
             note: Some("lab bot".into()),
+            for_ms: None,
         })
         .await
         .unwrap();
@@ -104,7 +106,8 @@ async fn every_method_answers_with_its_typed_result() {
     );
     let removed = client
         .acl_remove(AclRemoveParams {
-            peer_id: "12D3KooWNew".into(),
+            peer_id: Some("12D3KooWNew".into()),
+            cidr: None,
             list: AccessList::Allow,
         })
         .await

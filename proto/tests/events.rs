@@ -148,6 +148,7 @@ async fn kinds_select_what_is_sent() {
         .publish(EventKind::PeerBanned {
             peer_id: "12D3KooWBad".into(),
             reason: "acl".into(),
+            until: None,
         })
         .unwrap();
     let event = next_event(&mut events).await;

@@ -88,15 +88,18 @@ async fn a_read_only_client_reads_and_subscribes_but_cannot_change_the_relay() {
         client.snapshot("/tmp/state.json").await.map(drop),
         client
             .acl_add(AclAddParams {
-                peer_id: "12D3KooWBad".into(),
+                peer_id: Some("12D3KooWBad".into()),
+                cidr: None,
                 list: AccessList::Deny,
                 note: None,
+                for_ms: None,
             })
             .await
             .map(drop),
         client
             .acl_remove(AclRemoveParams {
-                peer_id: "12D3KooWBad".into(),
+                peer_id: Some("12D3KooWBad".into()),
+                cidr: None,
                 list: AccessList::Deny,
             })
             .await

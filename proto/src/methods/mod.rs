@@ -22,8 +22,8 @@ mod status;
 mod subscribe;
 
 pub use acl::{
-    AccessList, AclAdd, AclAddParams, AclAddResult, AclEntry, AclList, AclListResult, AclRemove,
-    AclRemoveParams, AclRemoveResult,
+    AccessList, AclAdd, AclAddParams, AclAddResult, AclEntry, AclList, AclListResult, AclOrigin,
+    AclRemove, AclRemoveParams, AclRemoveResult, MAX_NOTE,
 };
 pub use circuits::{Circuit, CircuitLimit, Circuits, CircuitsResult};
 pub use hello::{major_of, supports, Greeting, Hello, HelloParams};
