@@ -7,6 +7,11 @@
 //! `maxConnections`, and silent sockets reopened every few seconds keep the
 //! pending-handshake cap full for everyone.
 //!
+//! Before all of that, the access lists: an address on a deny list, or
+//! banned, is refused at once, and a peer on one as soon as its handshake
+//! says who it is. Allowlisted networks are not held to the caps. Each
+//! refusal by a cap or a rate counts toward an automatic ban of the address.
+//!
 //! A refused connection is closed by the swarm as soon as it is accepted
 //! (pending) or upgraded (established); each refusal is counted by reason.
 //! The maps hold only addresses with connections, pending handshakes or a
@@ -28,7 +33,9 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+use crate::access::{Access, Limited};
 use crate::buckets::Buckets;
+use crate::hop::gate::Refusal;
 use crate::hop::sources::ip_of;
 
 /// How often refilled buckets are dropped.
@@ -60,6 +67,10 @@ impl AdmissionConfig {
 /// Why a connection was not taken; its word is `proto::DenialReason`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refused {
+    /// On a deny list (by address or peer id).
+    AccessDenied,
+    /// Banned for a while for going over limits.
+    Banned,
     ConnectionRate,
     SourceConnectionsFull,
     SourcePendingFull,
@@ -68,6 +79,8 @@ pub enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Refused::AccessDenied => "this peer or address is on the relay's deny list",
+            Refused::Banned => "this address is banned for a while for going over limits",
             Refused::ConnectionRate => "too many new connections from this address",
             Refused::SourceConnectionsFull => "too many connections from this address",
             Refused::SourcePendingFull => "too many handshakes in progress from this address",
@@ -79,6 +92,7 @@ impl std::error::Error for Refused {}
 
 pub struct Admission {
     config: AdmissionConfig,
+    access: Access,
     rate: Buckets<IpAddr>,
     pending: HashMap<ConnectionId, IpAddr>,
     pending_by_ip: HashMap<IpAddr, usize>,
@@ -109,8 +123,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl Admission {
-    pub fn new(config: AdmissionConfig) -> Self {
+    pub fn new(config: AdmissionConfig, access: Access) -> Self {
         Admission {
+            access,
             rate: Buckets::new(
                 config.connections_per_minute,
                 Duration::from_secs(60),
@@ -148,6 +163,28 @@ impl Admission {
         ConnectionDenied::new(why)
     }
 
+    /// A refusal by a cap or a rate: counted toward a ban of `ip`.
+    fn limit(&mut self, why: Refused, ip: IpAddr) -> ConnectionDenied {
+        if why == Refused::ConnectionRate {
+            self.access.limited(Limited::Address(ip, "connection"));
+        }
+        self.access.strike(ip);
+        self.refuse(why)
+    }
+
+    fn listed(&mut self, refusal: Refusal) -> ConnectionDenied {
+        self.refuse(if refusal == Refusal::Banned {
+            Refused::Banned
+        } else {
+            Refused::AccessDenied
+        })
+    }
+
+    /// Not held to the caps: `relay.sources.exempt` and allowlisted networks.
+    fn free(&self, ip: IpAddr) -> bool {
+        self.config.exempt.iter().any(|c| c.contains(ip)) || self.access.allowed(None, Some(ip))
+    }
+
     fn settle(&mut self, id: ConnectionId) {
         if let Some(ip) = self.pending.remove(&id) {
             sub(&mut self.pending_by_ip, ip);
@@ -168,14 +205,17 @@ impl NetworkBehaviour for Admission {
         let Some(ip) = ip_of(remote).map(canonical) else {
             return Ok(());
         };
-        if self.config.exempt.iter().any(|c| c.contains(ip)) {
+        if let Err(r) = self.access.check_address(ip) {
+            return Err(self.listed(r));
+        }
+        if self.free(ip) {
             return Ok(());
         }
         if self.pending_by_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_pending_per_ip {
-            return Err(self.refuse(Refused::SourcePendingFull));
+            return Err(self.limit(Refused::SourcePendingFull, ip));
         }
         if !self.rate.take(&ip, Instant::now()) {
-            return Err(self.refuse(Refused::ConnectionRate));
+            return Err(self.limit(Refused::ConnectionRate, ip));
         }
         self.pending.insert(id, ip);
         add(&mut self.pending_by_ip, ip);
@@ -185,17 +225,18 @@ impl NetworkBehaviour for Admission {
     fn handle_established_inbound_connection(
         &mut self,
         id: ConnectionId,
-        _: PeerId,
+        peer: PeerId,
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.settle(id);
-        if let Some(ip) = ip_of(remote)
-            .map(canonical)
-            .filter(|ip| !self.config.exempt.iter().any(|c| c.contains(*ip)))
-        {
+        let ip = ip_of(remote).map(canonical);
+        if let Err(r) = self.access.check_peer(&peer, ip) {
+            return Err(self.listed(r));
+        }
+        if let Some(ip) = ip.filter(|ip| !self.free(*ip)) {
             if self.open_by_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_per_ip {
-                return Err(self.refuse(Refused::SourceConnectionsFull));
+                return Err(self.limit(Refused::SourceConnectionsFull, ip));
             }
             self.open.insert(id, ip);
             add(&mut self.open_by_ip, ip);
@@ -206,11 +247,16 @@ impl NetworkBehaviour for Admission {
     fn handle_established_outbound_connection(
         &mut self,
         _: ConnectionId,
-        _: PeerId,
-        _: &Multiaddr,
+        peer: PeerId,
+        addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        // The relay dials only to check a peer's reachability (AutoNAT);
+        // never one it refuses.
+        if let Err(r) = self.access.check_peer(&peer, ip_of(addr).map(canonical)) {
+            return Err(self.listed(r));
+        }
         Ok(dummy::ConnectionHandler)
     }
 
@@ -241,6 +287,7 @@ impl NetworkBehaviour for Admission {
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         if self.sweep.poll_unpin(cx).is_ready() {
             self.rate.sweep(Instant::now());
+            self.access.sweep();
             self.sweep.reset(SWEEP);
             let _ = self.sweep.poll_unpin(cx);
         }

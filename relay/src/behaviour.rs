@@ -66,7 +66,11 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, config: &RelayConfig) -> Result<Self, String> {
+    pub fn new(
+        key: &Keypair,
+        config: &RelayConfig,
+        access: crate::access::Access,
+    ) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
 
         let limits = connection_limits::ConnectionLimits::default()
@@ -75,7 +79,7 @@ impl Behaviour {
             .with_max_pending_incoming(Some(config.max_pending_incoming));
 
         let hop = config.relay.enabled.then(|| {
-            hop::Behaviour::new(key.clone(), config.relay.clone(), Box::new(hop::gate::Open))
+            hop::Behaviour::new(key.clone(), config.relay.clone(), Box::new(access.clone()))
         });
 
         let identify = identify::Behaviour::new(
@@ -136,9 +140,10 @@ impl Behaviour {
         };
 
         Ok(Self {
-            admission: crate::admission::Admission::new(crate::admission::AdmissionConfig::of(
-                config,
-            )),
+            admission: crate::admission::Admission::new(
+                crate::admission::AdmissionConfig::of(config),
+                access,
+            ),
             limits: connection_limits::Behaviour::new(limits),
             hop: hop.into(),
             ping: ping::Behaviour::new(ping::PingConfig::default()),

@@ -393,6 +393,9 @@ impl From<Refusal> for DenialReason {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::RelayedConnection => Self::RelayedConnection,
+            Refusal::AccessDenied => Self::AccessDenied,
+            Refusal::NotAllowlisted => Self::NotAllowlisted,
+            Refusal::Banned => Self::Banned,
             Refusal::RateLimited => Self::RateLimited,
             Refusal::ReservationRate => Self::ReservationRate,
             Refusal::ReservationsFull => Self::ReservationsFull,
@@ -416,6 +419,8 @@ impl From<crate::admission::Refused> for DenialReason {
         use crate::admission::Refused;
         match r {
             Refused::ConnectionRate => Self::ConnectionRate,
+            Refused::AccessDenied => Self::AccessDenied,
+            Refused::Banned => Self::Banned,
             Refused::SourceConnectionsFull => Self::SourceConnectionsFull,
             Refused::SourcePendingFull => Self::SourcePendingFull,
         }

@@ -101,6 +101,11 @@ impl Ledger {
         self.agents.get(peer).map(String::as_str)
     }
 
+    /// Every open connection.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnectionId, &Connection)> {
+        self.open.iter().map(|(id, c)| (*id, c))
+    }
+
     pub fn count(&self) -> usize {
         self.open.len()
     }

@@ -12,6 +12,7 @@
 //! operator tool and the end-to-end tests speak is its own crate,
 //! `bsv-p2p-wire`.
 
+pub mod access;
 mod admission;
 mod autonat;
 mod behaviour;

@@ -16,6 +16,7 @@ use libp2p::{noise, tcp, Multiaddr, PeerId, Swarm, SwarmBuilder};
 
 use bsv_p2p_proto as proto;
 
+use crate::access::{self, Access, Entry, Notice, Subject};
 use crate::behaviour::{websocket_transport, yamux_config, Behaviour, BehaviourEvent};
 use crate::config::RelayConfig;
 use crate::journal::Journal;
@@ -39,7 +40,19 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         log::info!(event = "identity_created", peerId = peer_id.to_string().as_str(), path = config.identity_file.display().to_string().as_str(); "created a new relay identity; give bots this peer ID");
     }
 
-    let behaviour = Behaviour::new(&key, &config)?;
+    for warning in &config.warnings {
+        log::warn!(event = "config_warning", config = config.source.as_str(); "{warning}");
+    }
+    let (store, stored, damaged) = access::store::Store::open(&config.data_dir.join("acl"))?;
+    for warning in &damaged {
+        log::warn!(event = "acl_store_damaged"; "{warning}");
+    }
+    let (access, mut notices) = Access::new(config.access.clone(), stored);
+    if access.private() {
+        log::info!(event = "relay_private", allowlisted = config.access.allow.len() as u64; "the relay is private: only allowlisted peers may reserve or open circuits");
+    }
+
+    let behaviour = Behaviour::new(&key, &config, access.clone())?;
     let mut swarm = SwarmBuilder::with_existing_identity(key)
         .with_async_std()
         .with_tcp(
@@ -87,6 +100,7 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
 
     let (stop_tx, mut stop_rx) = mpsc::unbounded::<()>();
     install_signal_handler(stop_tx)?;
+    let mut hangups = install_hangup_handler()?;
 
     let journal = Arc::new(Journal::open(
         &config.data_dir.join("journal"),
@@ -131,6 +145,8 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         },
         config: config.clone(),
         stop_requested: None,
+        access,
+        store,
     };
 
     loop {
@@ -140,6 +156,13 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
                 Some(command) => serving.on_command(&mut swarm, command),
                 None => break,
             },
+            notice = notices.next() => if let Some(n) = notice {
+                serving.on_notice(&mut swarm, n);
+            },
+            _ = hangups.next() => {
+                log::info!(event = "reload_requested", signal = "SIGHUP"; "reloading the config file on SIGHUP");
+                serving.reload(&mut swarm);
+            }
             _ = stop_rx.next() => break,
         }
         if serving.stop_requested.is_some() {
@@ -179,6 +202,10 @@ struct Serving {
     forbidden: snapshot::Forbidden,
     /// Set by the `shutdown` command: stop, draining for this long.
     stop_requested: Option<Duration>,
+    /// The allow and deny lists and bans, shared with the behaviours.
+    access: Access,
+    /// Where `acl.add` entries are kept.
+    store: access::store::Store,
 }
 
 impl Serving {
@@ -242,9 +269,171 @@ impl Serving {
                     timeout_ms: timeout.as_millis() as u64,
                 });
             }
-            AclList(r) => r.err(not_yet("acl.list")),
-            AclAdd(_, r) => r.err(not_yet("acl.add")),
-            AclRemove(_, r) => r.err(not_yet("acl.remove")),
+            AclList(r) => r.ok(proto::AclListResult {
+                entries: self.access.entries().iter().map(Entry::to_proto).collect(),
+                private: self.access.private(),
+            }),
+            AclAdd(p, r) => self.acl_add(swarm, p, r),
+            AclRemove(p, r) => self.acl_remove(swarm, p, r),
+        }
+    }
+
+    /// Adds an entry, applies it at once (a deny closes the subject's
+    /// connections; an allow may make the relay private, dropping the
+    /// reservations and circuits of everyone not allowed), and answers once
+    /// it is stored.
+    fn acl_add(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        p: proto::AclAddParams,
+        reply: proto::Reply<proto::AclAddResult>,
+    ) {
+        let subject = match acl_subject(p.peer_id.as_deref(), p.cidr.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return reply.err(e),
+        };
+        let now = SystemTime::now();
+        let entry = Entry {
+            subject,
+            list: p.list,
+            note: p.note,
+            added_at: now,
+            expires_at: p.for_ms.map(|ms| now + Duration::from_millis(ms)),
+            origin: proto::AclOrigin::Control,
+        };
+        let added = match self.access.add(entry.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                return reply.err(proto::RpcError::new(
+                    proto::jsonrpc::code::OPERATION_FAILED,
+                    e,
+                ))
+            }
+        };
+        let disconnected = self.enforce(swarm);
+        let until = entry.expires_at.map(proto::Timestamp);
+        let note = entry.note.clone().unwrap_or_else(|| "acl deny".into());
+        log::info!(event = "acl_added", list = entry.list.as_str(), subject = subject.to_string().as_str(), disconnected = disconnected, until = until.map(|t| t.to_string()).unwrap_or_default().as_str(); "");
+        if entry.list == proto::AccessList::Deny {
+            self.publish(match subject {
+                Subject::Peer(peer) => proto::EventKind::PeerBanned {
+                    peer_id: peer.to_string(),
+                    reason: note,
+                    until,
+                },
+                Subject::Net(cidr) => proto::EventKind::AddressBanned {
+                    cidr: cidr.to_string(),
+                    reason: note,
+                    until,
+                },
+            });
+        }
+        let result = proto::AclAddResult {
+            added,
+            entry: entry.to_proto(),
+            disconnected,
+        };
+        self.store.put(entry, move |stored| match stored {
+            Ok(()) => reply.ok(result),
+            Err(e) => reply.err(proto::RpcError::new(
+                proto::jsonrpc::code::OPERATION_FAILED,
+                format!("{e}: the entry is in force until the relay restarts, but not kept"),
+            )),
+        });
+    }
+
+    fn acl_remove(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        p: proto::AclRemoveParams,
+        reply: proto::Reply<proto::AclRemoveResult>,
+    ) {
+        let subject = match acl_subject(p.peer_id.as_deref(), p.cidr.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return reply.err(e),
+        };
+        let removed = self.access.remove(p.list, subject);
+        if !removed {
+            return reply.ok(proto::AclRemoveResult { removed });
+        }
+        // Removing the last allow entry opens the relay; removing one of
+        // several may drop who only it allowed.
+        let disconnected = self.enforce(swarm);
+        log::info!(event = "acl_removed", list = p.list.as_str(), subject = subject.to_string().as_str(), disconnected = disconnected; "");
+        self.store
+            .remove(p.list, subject, move |stored| match stored {
+                Ok(()) => reply.ok(proto::AclRemoveResult { removed }),
+                Err(e) => reply.err(proto::RpcError::new(
+                    proto::jsonrpc::code::OPERATION_FAILED,
+                    format!(
+                        "{e}: the entry is lifted until the relay restarts, but comes back then"
+                    ),
+                )),
+            });
+    }
+
+    /// Applies the lists to what is open: closes every connection of a peer
+    /// or address now denied, and every connection holding a reservation or
+    /// a circuit end of a peer no longer allowed to (a private relay).
+    /// Returns how many connections it closed.
+    fn enforce(&mut self, swarm: &mut Swarm<Behaviour>) -> u64 {
+        let mut close: Vec<libp2p::swarm::ConnectionId> = self
+            .ledger
+            .connections()
+            .filter(|(_, c)| self.access.check_peer(&c.peer, ip_of(&c.remote)).is_err())
+            .map(|(id, _)| id)
+            .collect();
+        if let Some(hop) = swarm.behaviour().hop.as_ref() {
+            for (peer, conn, ip) in hop.holders() {
+                if self.access.check_hop(&peer, ip).is_err() && !close.contains(&conn) {
+                    close.push(conn);
+                }
+            }
+        }
+        let mut closed = 0;
+        for id in close {
+            if swarm.close_connection(id) {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    fn on_notice(&mut self, swarm: &mut Swarm<Behaviour>, notice: Notice) {
+        match notice {
+            Notice::AutoBanned { entry, refusals } => {
+                let closed = self.enforce(swarm);
+                let until = entry.expires_at.map(proto::Timestamp);
+                log::warn!(event = "address_banned", address = entry.subject.to_string().as_str(), refusals = u64::from(refusals), until = until.map(|t| t.to_string()).unwrap_or_default().as_str(), disconnected = closed; "address banned for going over the limits again and again");
+                self.publish(proto::EventKind::AddressBanned {
+                    cidr: entry.subject.to_string(),
+                    reason: entry.note.unwrap_or_default(),
+                    until,
+                });
+            }
+            Notice::Limited(access::Limited::Peer(peer, what)) => {
+                log::info!(event = "rate_limited", peerId = peer.to_string().as_str(), what = what; "");
+                self.publish(proto::EventKind::RateLimited {
+                    peer_id: peer.to_string(),
+                    what: what.into(),
+                });
+            }
+            Notice::Limited(access::Limited::Address(ip, what)) => {
+                log::info!(event = "address_rate_limited", address = ip.to_string().as_str(), what = what; "");
+                self.publish(proto::EventKind::AddressRateLimited {
+                    address: ip.to_string(),
+                    what: what.into(),
+                });
+            }
+            Notice::Expired(entry) => {
+                log::info!(event = "ban_ended", subject = entry.subject.to_string().as_str(); "");
+                let subject = entry.subject.to_string();
+                self.store.remove(entry.list, entry.subject, move |r| {
+                    if let Err(e) = r {
+                        log::warn!(event = "error", kind = "acl_store", subject = subject.as_str(), error = e.as_str(); "an ended ban could not be deleted; it is ignored when read back");
+                    }
+                });
+            }
         }
     }
 
@@ -304,6 +493,36 @@ impl Serving {
             self.config.max_connections_per_ip = new.max_connections_per_ip;
             self.config.max_pending_incoming_per_ip = new.max_pending_incoming_per_ip;
             self.config.connections_per_minute = new.connections_per_minute;
+        }
+        for warning in &new.warnings {
+            log::warn!(event = "config_warning", config = new.source.as_str(); "{warning}");
+        }
+        // The lists apply at once, to who is connected too.
+        if new.access != self.config.access {
+            for (key, changed) in [
+                (
+                    "relay.allowlist",
+                    new.access.allow != self.config.access.allow,
+                ),
+                (
+                    "relay.blocklist",
+                    new.access.deny != self.config.access.deny,
+                ),
+                (
+                    "relay.autoBan",
+                    new.access.auto_ban != self.config.access.auto_ban,
+                ),
+            ] {
+                if changed {
+                    result.applied.push(key.into());
+                }
+            }
+            self.access.set_config(new.access.clone());
+            self.config.access = new.access.clone();
+            let closed = self.enforce(swarm);
+            if closed > 0 {
+                log::info!(event = "acl_enforced", disconnected = closed; "closed connections the reloaded lists refuse");
+            }
         }
         // The relay's caps, limits and timeouts apply to requests from now
         // on; switching the hop service on or off needs a restart.
@@ -608,11 +827,44 @@ fn install_signal_handler(stop: mpsc::UnboundedSender<()>) -> Result<(), String>
     .map_err(|e| format!("cannot install the signal handler: {e}"))
 }
 
-fn not_yet(method: &str) -> proto::RpcError {
-    proto::RpcError::new(
-        proto::jsonrpc::code::OPERATION_FAILED,
-        format!("{method}: access control is not configured on this relay version"),
-    )
+/// SIGHUP reloads the config file, like the `reload` command.
+fn install_hangup_handler() -> Result<mpsc::UnboundedReceiver<()>, String> {
+    let (tx, rx) = mpsc::unbounded();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if tx.unbounded_send(()).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    Ok(rx)
+}
+
+/// The subject of an `acl.*` call: a network or a peer id, checked here
+/// (the contract crate has no libp2p).
+fn acl_subject(peer_id: Option<&str>, cidr: Option<&str>) -> Result<Subject, proto::RpcError> {
+    let bad = |field: &str, e: String| {
+        proto::RpcError::new(
+            proto::jsonrpc::code::INVALID_PARAMS,
+            format!("{field}: {e}"),
+        )
+    };
+    match (peer_id, cidr) {
+        (Some(p), _) => p
+            .trim()
+            .parse::<PeerId>()
+            .map(Subject::Peer)
+            .map_err(|e| bad("peerId", format!("{p:?} is not a peer id: {e}"))),
+        (None, Some(c)) => crate::hop::sources::Cidr::parse(c)
+            .map(|c| Subject::Net(c.network()))
+            .map_err(|e| bad("cidr", e)),
+        (None, None) => Err(bad("peerId", "missing".into())),
+    }
 }
 
 fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {

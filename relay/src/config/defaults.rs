@@ -120,6 +120,22 @@ pub const CIRCUIT_IDLE_TIMEOUT_MIN_NONZERO: u64 = 1000;
 pub const SOURCE_EXEMPT: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 pub const SOURCE_IPV4_PREFIX: Bounded = Bounded::new("relay.sources.ipv4Prefix", 24, 0, 32);
 pub const SOURCE_IPV6_PREFIX: Bounded = Bounded::new("relay.sources.ipv6Prefix", 48, 0, 128);
+/// A circuit's pace in bytes per second, each way; 0 is no cap. Below 1
+/// KiB/s a bot's 1 MiB message would take over 17 minutes.
+pub const CIRCUIT_BYTES_PER_SECOND: Bounded =
+    Bounded::new("relay.circuits.maxBytesPerSecond", 0, 0, 1 << 40);
+pub const CIRCUIT_BYTES_PER_SECOND_MIN_NONZERO: u64 = 1024;
+/// Automatic bans are on: a bot refused 300 times in a minute by the
+/// limits (5 a second, every second) is broken or hostile either way, and
+/// refusing it before any handshake is the cheapest answer. Loopback and
+/// `relay.sources.exempt` are never banned, and a ban ends by itself.
+pub const AUTO_BAN_ENABLED: bool = true;
+pub const AUTO_BAN_REFUSALS: Bounded = Bounded::new("relay.autoBan.refusals", 300, 1, 1_000_000);
+pub const AUTO_BAN_WINDOW: Bounded = Bounded::new("relay.autoBan.window", 60_000, 1000, 86_400_000);
+pub const AUTO_BAN_DURATION: Bounded =
+    Bounded::new("relay.autoBan.duration", 600_000, 1000, 30 * 86_400_000);
+/// Entries of `relay.allowlist` and of `relay.blocklist`, each.
+pub const MAX_LIST_ENTRIES: usize = 10_000;
 /// `Limit.duration` travels in whole seconds as a u32; 0 is no time limit.
 pub const CIRCUIT_DURATION: Bounded = Bounded::new(
     "relay.circuits.duration",
@@ -204,7 +220,11 @@ pub const JOURNAL_MAX_BYTES: Bounded =
 
 /// Every number of the file with a default, for the tests that hold the
 /// copies (the embedded file, README) to it.
-pub const ALL: [Bounded; 34] = [
+pub const ALL: [Bounded; 38] = [
+    CIRCUIT_BYTES_PER_SECOND,
+    AUTO_BAN_REFUSALS,
+    AUTO_BAN_WINDOW,
+    AUTO_BAN_DURATION,
     MAX_CONNECTIONS_PER_IP,
     MAX_PENDING_INCOMING_PER_IP,
     CONNECTIONS_PER_MINUTE,

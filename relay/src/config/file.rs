@@ -90,6 +90,27 @@ pub struct Relay {
     pub requests: Option<Requests>,
     pub sources: Option<Sources>,
     pub rate_limit: Option<RateLimit>,
+    /// Peer ids and networks that may reserve and open circuits; any entry
+    /// makes the relay private.
+    pub allowlist: Option<Vec<String>>,
+    /// Peer ids and networks refused everything.
+    pub blocklist: Option<Vec<String>>,
+    /// The guide's name of `blocklist`, still read, with a warning.
+    pub block_trustedlist: Option<Vec<String>>,
+    pub auto_ban: Option<AutoBan>,
+}
+
+/// Temporary bans of addresses that keep going over the limits.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AutoBan {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "count")]
+    pub refusals: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    pub window: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    pub duration: Option<u64>,
 }
 
 /// The guide's `relay.rateLimit`, per source address (and per peer id for
@@ -157,6 +178,8 @@ pub struct Circuits {
     pub max_per_prefix: Option<u64>,
     #[serde(default, deserialize_with = "millis")]
     pub idle_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// How addresses are grouped into networks for the per-prefix caps.

@@ -47,6 +47,8 @@ pub struct CircuitLimits {
     pub duration: Option<Duration>,
     /// `None`: no byte cap.
     pub data: Option<u64>,
+    /// `None`: no pace; otherwise bytes per second, each way.
+    pub bytes_per_second: Option<u64>,
 }
 
 /// The validated configuration of the relay process.
@@ -62,6 +64,12 @@ pub struct RelayConfig {
     pub identity_file: PathBuf,
     /// The `relay` section: the hop service.
     pub relay: HopConfig,
+    /// The allow and deny lists and automatic bans (`relay.allowlist`,
+    /// `relay.blocklist`, `relay.autoBan`).
+    pub access: crate::access::AccessConfig,
+    /// What the file says that works but should change (a deprecated key),
+    /// logged at start and on reload.
+    pub warnings: Vec<String>,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub max_pending_incoming: u32,
@@ -323,7 +331,8 @@ mod tests {
             c.relay.circuit_limits,
             CircuitLimits {
                 duration: None,
-                data: None
+                data: None,
+                bytes_per_second: None,
             }
         );
         let e = parse_str(r#"{"relay":{"circuits":{"unlimited":true,"data":5}}}"#).unwrap_err();

@@ -84,7 +84,13 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         None => data_dir.join(defaults::IDENTITY_FILE_NAME),
     };
 
-    let raw_relay = raw.relay.unwrap_or_default();
+    let mut raw_relay = raw.relay.unwrap_or_default();
+    let lists = (
+        raw_relay.allowlist.take(),
+        raw_relay.blocklist.take(),
+        raw_relay.block_trustedlist.take(),
+        raw_relay.auto_ban.take(),
+    );
     let connections_per_minute = defaults::CONNECTIONS_PER_MINUTE.check(
         raw_relay
             .rate_limit
@@ -92,6 +98,8 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
             .and_then(|r| r.connections_per_minute),
     )? as u32;
     let relay = hop_config(raw_relay)?;
+    let mut warnings = Vec::new();
+    let access = access_config(lists, &relay.sources.exempt, &mut warnings)?;
 
     let cm = raw.connection_manager.unwrap_or_default();
     let max_connections = defaults::MAX_CONNECTIONS.check(cm.max_connections)?;
@@ -252,6 +260,8 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         data_dir,
         identity_file,
         relay,
+        access,
+        warnings,
         max_connections: max_connections as u32,
         max_connections_per_peer: max_connections_per_peer as u32,
         max_pending_incoming: max_pending_incoming as u32,
@@ -263,6 +273,72 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         log_format,
         log_level,
         shutdown_timeout,
+    })
+}
+
+/// The allow and deny lists and the automatic bans, from the `relay`
+/// section.
+fn access_config(
+    (allow, deny, deny_old, auto): (
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+        Option<file::AutoBan>,
+    ),
+    exempt: &[crate::hop::sources::Cidr],
+    warnings: &mut Vec<String>,
+) -> Result<crate::access::AccessConfig, Invalid> {
+    let deny = match (deny, deny_old) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "relay.blockTrustedlist",
+                "is the old name of relay.blocklist, and both are set: move its entries to relay.blocklist",
+            ))
+        }
+        (Some(d), None) => ("relay.blocklist", d),
+        (None, Some(d)) => {
+            warnings.push(
+                "relay.blockTrustedlist is deprecated: rename it to relay.blocklist (it is read the same way for now)"
+                    .into(),
+            );
+            ("relay.blockTrustedlist", d)
+        }
+        (None, None) => ("relay.blocklist", Vec::new()),
+    };
+    let subjects = |key: &str, list: Vec<String>| {
+        if list.len() > defaults::MAX_LIST_ENTRIES {
+            return Err(invalid(
+                key,
+                format!(
+                    "at most {} entries, got {}",
+                    defaults::MAX_LIST_ENTRIES,
+                    list.len()
+                ),
+            ));
+        }
+        let mut out: Vec<crate::access::Subject> = Vec::with_capacity(list.len());
+        for (i, text) in list.iter().enumerate() {
+            let s = crate::access::Subject::parse(text)
+                .map_err(|e| invalid(format!("{key}[{i}]"), e))?;
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    };
+    let allow = subjects("relay.allowlist", allow.unwrap_or_default())?;
+    let deny = subjects(deny.0, deny.1)?;
+    let auto = auto.unwrap_or_default();
+    Ok(crate::access::AccessConfig {
+        allow,
+        deny,
+        auto_ban: crate::access::AutoBan {
+            enabled: auto.enabled.unwrap_or(defaults::AUTO_BAN_ENABLED),
+            refusals: defaults::AUTO_BAN_REFUSALS.check(auto.refusals)? as u32,
+            window: Duration::from_millis(defaults::AUTO_BAN_WINDOW.check(auto.window)?),
+            duration: Duration::from_millis(defaults::AUTO_BAN_DURATION.check(auto.duration)?),
+        },
+        exempt: exempt.to_vec(),
     })
 }
 
@@ -301,6 +377,17 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
             ),
         });
     }
+    let pace = defaults::CIRCUIT_BYTES_PER_SECOND.check(circ.max_bytes_per_second)?;
+    if pace != 0 && pace < defaults::CIRCUIT_BYTES_PER_SECOND_MIN_NONZERO {
+        return Err(invalid(
+            defaults::CIRCUIT_BYTES_PER_SECOND.key,
+            format!(
+                "expected 0 (no cap) or at least {} bytes per second, got {pace}",
+                defaults::CIRCUIT_BYTES_PER_SECOND_MIN_NONZERO
+            ),
+        ));
+    }
+    let bytes_per_second = (pace != 0).then_some(pace);
     let circuit_limits = if circ.unlimited.unwrap_or(defaults::CIRCUITS_UNLIMITED) {
         for (key, set) in [
             ("duration", circ.duration.is_some()),
@@ -316,6 +403,7 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
         CircuitLimits {
             duration: None,
             data: None,
+            bytes_per_second,
         }
     } else {
         let duration_ms = defaults::CIRCUIT_DURATION.check(circ.duration)?;
@@ -341,6 +429,7 @@ fn hop_config(raw: file::Relay) -> Result<HopConfig, Invalid> {
         CircuitLimits {
             duration: (duration_ms != 0).then(|| Duration::from_millis(duration_ms)),
             data: (data != 0).then_some(data),
+            bytes_per_second,
         }
     };
 

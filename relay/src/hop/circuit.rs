@@ -5,6 +5,8 @@
 //! direction allocated when the circuit opens, and backpressure for free (a
 //! direction stops reading while its buffer waits for the other side to take
 //! it). Each direction is counted and limited on its own, as the spec says.
+//! An optional pace (bytes per second, each way) is a token bucket consulted
+//! once per read, never per byte, and only when configured.
 
 use std::future::Future;
 use std::io;
@@ -12,7 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{AsyncRead, AsyncWrite, FutureExt};
 use futures_timer::Delay;
@@ -47,6 +49,57 @@ pub enum End {
     Idle,
 }
 
+/// A direction's pace: a token bucket holding at most one second of bytes.
+struct Pace {
+    per_second: u64,
+    tokens: u64,
+    refilled: Instant,
+    wait: Option<Delay>,
+}
+
+impl Pace {
+    fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            tokens: per_second,
+            refilled: Instant::now(),
+            wait: None,
+        }
+    }
+
+    /// Bytes that may be read now; 0 after arming a timer for when a
+    /// useful amount (a tenth of a second's worth, or a buffer) is there.
+    fn allowance(&mut self, cx: &mut Context<'_>) -> usize {
+        if let Some(w) = &mut self.wait {
+            if w.poll_unpin(cx).is_pending() {
+                return 0;
+            }
+            self.wait = None;
+        }
+        let now = Instant::now();
+        let earned = (now.saturating_duration_since(self.refilled).as_nanos()
+            * u128::from(self.per_second)
+            / 1_000_000_000) as u64;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(self.per_second);
+            self.refilled = now;
+        }
+        if self.tokens > 0 {
+            return usize::try_from(self.tokens).unwrap_or(usize::MAX);
+        }
+        let want = (self.per_second / 10).clamp(1, BUFFER as u64);
+        let nanos = u128::from(want) * 1_000_000_000 / u128::from(self.per_second);
+        let mut w = Delay::new(Duration::from_nanos(nanos.min(u64::MAX as u128) as u64));
+        let _ = w.poll_unpin(cx);
+        self.wait = Some(w);
+        0
+    }
+
+    fn spend(&mut self, n: usize) {
+        self.tokens = self.tokens.saturating_sub(n as u64);
+    }
+}
+
 struct Direction {
     buf: Box<[u8]>,
     start: usize,
@@ -56,6 +109,7 @@ struct Direction {
     read_eof: bool,
     /// Bytes still allowed through; `None`: no data limit.
     allowance: Option<u64>,
+    pace: Option<Pace>,
 }
 
 enum Step {
@@ -74,6 +128,7 @@ impl Direction {
             finished: false,
             read_eof: false,
             allowance: limit,
+            pace: None,
         }
     }
 
@@ -128,10 +183,16 @@ impl Direction {
                 Poll::Pending => Ok(Step::Blocked),
             };
         }
-        let room = match self.allowance {
+        let mut room = match self.allowance {
             Some(a) => (a as usize).min(self.buf.len()),
             None => self.buf.len(),
         };
+        if let Some(p) = &mut self.pace {
+            room = room.min(p.allowance(cx));
+            if room == 0 {
+                return Ok(Step::Blocked);
+            }
+        }
         match Pin::new(r).poll_read(cx, &mut self.buf[..room]) {
             Poll::Ready(Ok(0)) => {
                 self.read_eof = true;
@@ -140,6 +201,9 @@ impl Direction {
             Poll::Ready(Ok(n)) => {
                 self.start = 0;
                 self.end = n;
+                if let Some(p) = &mut self.pace {
+                    p.spend(n);
+                }
                 if let Some(a) = &mut self.allowance {
                     *a -= n as u64;
                 }
@@ -183,6 +247,13 @@ impl<S, D, X> Splice<S, D, X> {
             deadline: duration.map(Delay::new),
             stop,
         }
+    }
+
+    /// At most `per_second` bytes a second each way (`None`: no pace).
+    pub fn paced(mut self, per_second: Option<u64>) -> Self {
+        self.forward.pace = per_second.map(Pace::new);
+        self.backward.pace = per_second.map(Pace::new);
+        self
     }
 }
 
@@ -339,6 +410,47 @@ mod tests {
         assert_eq!(splice.dst.output, data(20_000, 1));
         assert_eq!(splice.src.output, data(20_000, 2));
         assert_eq!(counted(&counters), (20_000, 20_000));
+    }
+
+    /// A stream whose reads stay ready: the pace alone decides.
+    #[test]
+    fn a_paced_circuit_moves_at_its_pace_each_way() {
+        let counters = Arc::new(Counters::default());
+        let mut splice = Splice::new(
+            Mem::new(data(60_000, 1)),
+            Mem::new(data(30_000, 2)),
+            None,
+            None,
+            counters.clone(),
+            futures::future::pending::<End>(),
+        )
+        .paced(Some(100_000));
+        let started = Instant::now();
+        let end = futures::executor::block_on(&mut splice);
+        let took = started.elapsed();
+        assert_eq!(end, End::Done);
+        assert_eq!(splice.dst.output, data(60_000, 1));
+        assert_eq!(splice.src.output, data(30_000, 2));
+        // Within the first second's allowance: no waiting, both intact.
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let mut slow = Splice::new(
+            Mem::new(data(25_000, 1)),
+            Mem::new(Vec::new()),
+            None,
+            None,
+            Arc::new(Counters::default()),
+            futures::future::pending::<End>(),
+        )
+        .paced(Some(10_000));
+        let started = Instant::now();
+        assert_eq!(futures::executor::block_on(&mut slow), End::Done);
+        let took = started.elapsed();
+        // 10,000 at once, then 15,000 more at 10,000 a second.
+        assert!(
+            took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+        assert_eq!(slow.dst.output, data(25_000, 1));
     }
 
     #[test]

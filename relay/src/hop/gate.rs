@@ -12,6 +12,12 @@ use libp2p::{Multiaddr, PeerId};
 pub enum Refusal {
     /// Reserve or connect arrived over a relayed connection.
     RelayedConnection,
+    /// The peer, or its address, is on a deny list.
+    AccessDenied,
+    /// The relay is private and the peer is not on its allowlist.
+    NotAllowlisted,
+    /// The address is banned for a while for going over limits.
+    Banned,
     /// Refused by a rate limit.
     RateLimited,
     /// The peer, or its address, made as many new reservations this hour
@@ -43,7 +49,11 @@ impl Refusal {
     /// The status code the spec gives for this refusal.
     pub fn status(self) -> Status {
         match self {
-            Self::RelayedConnection | Self::SelfCircuit => Status::PermissionDenied,
+            Self::RelayedConnection
+            | Self::SelfCircuit
+            | Self::AccessDenied
+            | Self::NotAllowlisted
+            | Self::Banned => Status::PermissionDenied,
             Self::ReservationsFull | Self::PeerReservationsFull | Self::SourceReservationsFull => {
                 Status::ReservationRefused
             }
@@ -69,17 +79,12 @@ pub trait Gate: Send + 'static {
         src_remote: &Multiaddr,
         dst: &PeerId,
     ) -> Result<(), Refusal>;
-}
-
-/// Lets everyone through: the policy until access control is configured.
-pub struct Open;
-
-impl Gate for Open {
-    fn reserve(&mut self, _: &PeerId, _: &Multiaddr) -> Result<(), Refusal> {
-        Ok(())
+    /// Trusted peers (a private relay's allowlist) are not held to the caps
+    /// and rates per address, nor to the reservation rate.
+    fn trusted(&self, _peer: &PeerId, _remote: &Multiaddr) -> bool {
+        false
     }
-
-    fn connect(&mut self, _: &PeerId, _: &Multiaddr, _: &PeerId) -> Result<(), Refusal> {
-        Ok(())
-    }
+    /// Told of every refusal after the gate let a request through (by a
+    /// cap or a rate), to count it against the source.
+    fn refused(&mut self, _peer: &PeerId, _remote: &Multiaddr, _refusal: Refusal) {}
 }

@@ -333,6 +333,27 @@ impl Behaviour {
         }
     }
 
+    /// Who holds a reservation or an end of a circuit, on which connection,
+    /// from which address: for the relay to drop those no longer allowed.
+    pub fn holders(&self) -> Vec<(PeerId, ConnectionId, Option<IpAddr>)> {
+        let ip = |conn: &ConnectionId| {
+            self.connections
+                .get(conn)
+                .and_then(|c| sources::ip_of(&c.remote))
+        };
+        let mut out: Vec<(PeerId, ConnectionId, Option<IpAddr>)> = self
+            .reservations
+            .all()
+            .into_iter()
+            .map(|(peer, slot)| (peer, slot.conn, ip(&slot.conn)))
+            .collect();
+        for (_, c) in self.circuits.iter() {
+            out.push((c.src, c.src_conn, ip(&c.src_conn)));
+            out.push((c.dst, c.dst_conn, ip(&c.dst_conn)));
+        }
+        out
+    }
+
     pub fn config(&self) -> &HopConfig {
         &self.config
     }
@@ -404,6 +425,10 @@ impl Behaviour {
     ) {
         if msg.is_ok() && !self.allow_request(&peer) {
             let refusal = Refusal::RateLimited;
+            if let Some(c) = self.connections.get(&conn) {
+                let remote = c.remote.clone();
+                self.gate.refused(&peer, &remote, refusal);
+            }
             self.deny(stream, refusal);
             match msg.as_ref().ok().and_then(|m| m.kind) {
                 Some(hop_type::RESERVE) => self.emit(Event::ReservationDenied { peer, refusal }),
@@ -460,21 +485,25 @@ impl Behaviour {
         let Some(c) = self.connections.get(&conn) else {
             return;
         };
+        let remote = c.remote.clone();
         let decision = if c.relayed {
             Err(Refusal::RelayedConnection)
         } else {
-            self.gate.reserve(&peer, &c.remote)
+            self.gate.reserve(&peer, &remote)
         };
-        let source = sources::ip_of(&c.remote);
+        // A trusted peer's reservation counts against no address.
+        let trusted = decision.is_ok() && self.gate.trusted(&peer, &remote);
+        let source = sources::ip_of(&remote).filter(|_| !trusted);
         let held = self.reservations.held_by(&peer);
         let renewal = self.reservations.holds(&peer, conn);
         let now = Instant::now();
+        let gated = decision.is_ok();
         let decision = decision.and_then(|()| {
             if renewal {
                 return Ok(());
             }
             // Every new attempt takes from both allowances, refused or not.
-            let by_peer = self.reservation_rate_peer.take(&peer, now);
+            let by_peer = trusted || self.reservation_rate_peer.take(&peer, now);
             let by_ip = source.is_none_or(|ip| {
                 sources::exempt(ip, &self.config.sources) || self.reservation_rate_ip.take(&ip, now)
             });
@@ -493,6 +522,9 @@ impl Behaviour {
             Ok(())
         });
         if let Err(refusal) = decision {
+            if gated {
+                self.gate.refused(&peer, &remote, refusal);
+            }
             self.deny(stream, refusal);
             self.emit(Event::ReservationDenied { peer, refusal });
             return;
@@ -559,15 +591,17 @@ impl Behaviour {
             .peer
             .as_ref()
             .and_then(|p| PeerId::from_bytes(&p.id).ok());
+        let remote = c.remote.clone();
         let decision = if c.relayed {
             Err(Refusal::RelayedConnection)
         } else {
             match dst {
                 None => Err(Refusal::Malformed),
                 Some(dst) if dst == src => Err(Refusal::SelfCircuit),
-                Some(dst) => self.gate.connect(&src, &c.remote, &dst),
+                Some(dst) => self.gate.connect(&src, &remote, &dst),
             }
         };
+        let gated = decision.is_ok();
         let decision = decision.and_then(|()| {
             let dst = dst.expect("checked above");
             let slot = self
@@ -580,11 +614,15 @@ impl Behaviour {
                 self.config.max_circuits,
                 self.config.max_circuits_per_peer,
             )?;
+            // Trusted ends count against no address.
+            let end = |peer: &PeerId, remote: &Multiaddr| {
+                sources::ip_of(remote).filter(|_| !self.gate.trusted(peer, remote))
+            };
             let ends = (
-                sources::ip_of(&c.remote),
+                end(&src, &remote),
                 self.connections
                     .get(&slot.conn)
-                    .and_then(|d| sources::ip_of(&d.remote)),
+                    .and_then(|d| end(&dst, &d.remote)),
             );
             self.sources
                 .admit_circuit(ends.0, ends.1, &self.config.sources)?;
@@ -593,6 +631,9 @@ impl Behaviour {
         let (dst_conn, ends) = match decision {
             Ok(v) => v,
             Err(refusal) => {
+                if gated {
+                    self.gate.refused(&src, &remote, refusal);
+                }
                 self.deny(stream, refusal);
                 self.emit(Event::CircuitDenied { src, dst, refusal });
                 return;
@@ -623,7 +664,11 @@ impl Behaviour {
         let src = c.src;
         let counters = c.counters.clone();
         let limit = self.limit();
-        let CircuitLimits { data, duration } = self.config.circuit_limits;
+        let CircuitLimits {
+            data,
+            duration,
+            bytes_per_second: pace,
+        } = self.config.circuit_limits;
         async_std::task::spawn(run_circuit(
             CircuitTask {
                 id,
@@ -633,6 +678,7 @@ impl Behaviour {
                 limit,
                 data,
                 duration,
+                pace,
                 counters,
                 stop_signal: futures::future::select(
                     self.stop.clone().map(|_| End::Shutdown),
@@ -831,6 +877,8 @@ struct CircuitTask {
     limit: Option<Limit>,
     data: Option<u64>,
     duration: Option<Duration>,
+    /// Bytes per second each way; `None`: no pace.
+    pace: Option<u64>,
     counters: Arc<Counters>,
     /// Fires when the relay stops or a side's connection closes.
     stop_signal: futures::future::BoxFuture<'static, End>,
@@ -848,6 +896,7 @@ async fn run_circuit(task: CircuitTask, reports: mpsc::UnboundedSender<Report>) 
         limit,
         data,
         duration,
+        pace,
         counters,
         stop_signal,
     } = task;
@@ -873,7 +922,9 @@ async fn run_circuit(task: CircuitTask, reports: mpsc::UnboundedSender<Report>) 
         return;
     }
     let _ = reports.unbounded_send(Report::Established(id));
-    let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal).await;
+    let end = Splice::new(src_stream, stop, data, duration, counters, stop_signal)
+        .paced(pace)
+        .await;
     let _ = reports.unbounded_send(Report::Ended(id, end));
 }
 

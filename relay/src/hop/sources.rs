@@ -19,7 +19,7 @@ use super::gate::Refusal;
 use crate::config::SourceLimits;
 
 /// A network: an address and a prefix length, as in `10.0.0.0/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cidr {
     net: IpAddr,
     len: u8,
@@ -46,6 +46,47 @@ impl Cidr {
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
         Ok(Cidr { net: ip, len })
+    }
+
+    /// One address.
+    pub fn host(ip: IpAddr) -> Cidr {
+        let ip = canonical(ip);
+        Cidr {
+            net: ip,
+            len: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    /// The address, when the network is one host.
+    pub fn as_host(&self) -> Option<IpAddr> {
+        (self.len == if self.net.is_ipv4() { 32 } else { 128 }).then_some(self.net)
+    }
+
+    /// The same network with the host bits cleared (`10.1.2.3/8` is
+    /// `10.0.0.0/8`), and an IPv4 address mapped into IPv6 as IPv4.
+    pub fn network(&self) -> Cidr {
+        let (net, len) = match self.net {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if self.len >= 96 => (IpAddr::V4(v4), self.len - 96),
+                _ => (self.net, self.len),
+            },
+            v4 => (v4, self.len),
+        };
+        let net = match net {
+            IpAddr::V4(a) => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        };
+        Cidr { net, len }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
