@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -98,9 +97,7 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         log::warn!(event = "no_announce_addresses"; "\"announce\" is empty: reservations carry this host's interface addresses; set \"announce\" to the public address bots dial");
     }
 
-    let (stop_tx, mut stop_rx) = mpsc::unbounded::<()>();
-    install_signal_handler(stop_tx)?;
-    let mut hangups = install_hangup_handler()?;
+    let (mut stop_rx, mut hangups) = install_signal_handlers()?;
 
     let journal = Arc::new(Journal::open(
         &config.data_dir.join("journal"),
@@ -814,35 +811,35 @@ async fn write_snapshot(
     }
 }
 
-/// SIGINT/SIGTERM start a graceful stop; a second one exits at once.
-fn install_signal_handler(stop: mpsc::UnboundedSender<()>) -> Result<(), String> {
-    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
-            let _ = stop.unbounded_send(());
-        } else {
-            std::process::exit(130);
-        }
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))
-}
-
-/// SIGHUP reloads the config file, like the `reload` command.
-fn install_hangup_handler() -> Result<mpsc::UnboundedReceiver<()>, String> {
-    let (tx, rx) = mpsc::unbounded();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+/// SIGINT/SIGTERM start a graceful stop (a second one exits at once);
+/// SIGHUP reloads the config file, like the `reload` command. Returns the
+/// stop and the reload requests.
+fn install_signal_handlers(
+) -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (stop_tx, stop_rx) = mpsc::unbounded();
+    let (hup_tx, hup_rx) = mpsc::unbounded();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
     std::thread::Builder::new()
-        .name("sighup".into())
+        .name("signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                if tx.unbounded_send(()).is_err() {
-                    break;
+            let mut stops = 0;
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    let _ = hup_tx.unbounded_send(());
+                    continue;
+                }
+                stops += 1;
+                if stops == 1 {
+                    let _ = stop_tx.unbounded_send(());
+                } else {
+                    std::process::exit(130);
                 }
             }
         })
-        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
-    Ok(rx)
+        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    Ok((stop_rx, hup_rx))
 }
 
 /// The subject of an `acl.*` call: a network or a peer id, checked here

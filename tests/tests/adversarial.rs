@@ -3,6 +3,7 @@
 //! module per part attacked; each test names the bound it proves.
 
 mod adversarial {
+    mod access;
     mod control;
     mod datadir;
     mod health;
@@ -11,5 +12,6 @@ mod adversarial {
     mod memory;
     mod snapshot;
     mod squatting;
+    mod storm;
     mod websocket;
 }
