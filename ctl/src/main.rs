@@ -1,11 +1,16 @@
 //! `bsv-p2p-ctl`: the operator's handle on a running relay, through its
-//! control socket, plus `ping`, which checks any relay from the outside the
-//! way a bot would reach it (the guide's "Test connection from another peer").
+//! control socket (status, counters, peers, reservations, circuits, events,
+//! reload, snapshot, shutdown, and who may use it: `acl`, `ban`, `unban`),
+//! plus `ping`, which checks any relay from the outside the way a bot would
+//! reach it (the guide's "Test connection from another peer").
 //!
 //! Tables for people, `--json` for scripts. Exit codes: 0 ok; 1 the relay
-//! (or the pinged peer) answered with a failure; 2 bad command line; 3 no
-//! relay reachable at the socket; 4 the relay speaks an incompatible protocol.
+//! (or the pinged peer) answered with a failure, or what was to be removed
+//! from a list was not on it; 2 bad command line (or a subject on both
+//! lists given to `acl remove` without `--list`); 3 no relay reachable at
+//! the socket; 4 the relay speaks an incompatible protocol.
 
+mod acl;
 mod ping;
 mod table;
 
@@ -49,6 +54,9 @@ enum Command {
     Reload(Reload),
     Snapshot(Snapshot),
     Shutdown(Shutdown),
+    Acl(acl::Acl),
+    Ban(acl::Ban),
+    Unban(acl::Unban),
     Ping(ping::Ping),
 }
 
@@ -178,6 +186,9 @@ async fn run(args: Args) -> ExitCode {
             .await
             .map(|r| show(json, &r, table::shutdown)),
         Command::Events(e) => return events(&client, e, json).await,
+        Command::Acl(a) => return a.run(&client, json).await,
+        Command::Ban(b) => return b.run(&client, json).await,
+        Command::Unban(u) => return u.run(&client, json).await,
         Command::Ping(_) => unreachable!("handled above"),
     };
     match result {
@@ -236,7 +247,7 @@ async fn events(client: &proto::Client, e: Events, json: bool) -> ExitCode {
 }
 
 /// Prints a result as JSON or through its table; `true`: the command succeeded.
-fn show<T: serde::Serialize>(json: bool, value: &T, table: fn(&T) -> String) -> bool {
+fn show<T: serde::Serialize>(json: bool, value: &T, table: impl Fn(&T) -> String) -> bool {
     if json {
         println!(
             "{}",

@@ -272,6 +272,33 @@ pub fn shutdown(s: &proto::ShutdownResult) -> String {
     }
 }
 
+pub fn acl_list(r: &proto::AclListResult) -> String {
+    let rows = r
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.list.as_str().to_string(),
+                e.subject().to_string(),
+                word(&e.origin),
+                e.expires_at
+                    .map_or_else(|| "never".into(), |t| until(t.unix_millis() / 1000)),
+                // A note is the operator's free text: keep it on its row.
+                e.note
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |n| n.replace(char::is_control, " ")),
+            ]
+        })
+        .collect();
+    let mut out = columns(&["LIST", "SUBJECT", "ORIGIN", "EXPIRES", "NOTE"], rows);
+    out.push_str(if r.private {
+        "private: only the allowlist may reserve and open circuits (others may still connect, identify and ping)\n"
+    } else {
+        "public: every peer not denied may reserve and open circuits\n"
+    });
+    out
+}
+
 /// One event on one line: sequence, time, kind, then its fields.
 pub fn event(e: &proto::Event) -> String {
     let value = serde_json::to_value(e).unwrap_or_default();

@@ -4,6 +4,7 @@
 //! stderr and exits [`EXIT_USAGE`].
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -41,6 +42,14 @@ fn parse<T: FromArgs>(name: &str, args: &[&str]) -> Result<T, (String, u8)> {
             EXIT_USAGE,
         ),
     })
+}
+
+/// A duration as people type it: `90s`, `10m`, `2h`, `1d`, `1h30m`,
+/// `600000ms` (humantime's units, run together or spaced). A bare number is
+/// refused with a hint to add a unit: whether it means seconds or
+/// milliseconds is each program's own word.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
 }
 
 /// A sidecar's own log lines on standard error (`TIME LEVEL message`),
@@ -100,5 +109,24 @@ mod tests {
         let (msg, code) = parse::<Args>("try-cli", &["--count", "x"]).unwrap_err();
         assert_eq!(code, EXIT_USAGE);
         assert!(msg.ends_with("Run try-cli --help for usage."), "{msg}");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let secs = |text| parse_duration(text).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("10m"), Ok(600));
+        assert_eq!(secs("2h"), Ok(7200));
+        assert_eq!(secs("1d"), Ok(86_400));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs(" 1h 30m "), Ok(5400));
+        assert_eq!(secs("600000ms"), Ok(600));
+        let bare = parse_duration("600000").unwrap_err();
+        assert!(bare.contains("unit"), "{bare}");
+        assert!(parse_duration("10x")
+            .unwrap_err()
+            .contains("unknown time unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5m").is_err());
     }
 }

@@ -172,18 +172,11 @@ pub enum EventKind {
     },
     /// A failure that is not a refusal. `errorKind` is the same key as in
     /// `stats.errors` (the field cannot be `kind`: that names the event).
-    Error {
-        error_kind: String,
-        message: String,
-    },
+    Error { error_kind: String, message: String },
     /// Sequence numbers `from..=to` (`lost` events) were pruned from the
     /// journal before this subscriber read them. Never stored; sent only to
     /// the subscriber that asked for them, with `seq = to`.
-    Gap {
-        from: u64,
-        to: u64,
-        lost: u64,
-    },
+    Gap { from: u64, to: u64, lost: u64 },
     /// A kind this version does not know: its name and every other field
     /// as sent (`seq` and `ts` are on the [`Event`]).
     #[serde(skip)]

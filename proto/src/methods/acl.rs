@@ -287,11 +287,15 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.message.contains("not both"), "{e}");
-        let e = parse_params::<AclAdd>(Some(json!({"cidr": "10.0.0.0/8", "list": "allow", "forMs": 5})))
-            .unwrap_err();
+        let e = parse_params::<AclAdd>(Some(
+            json!({"cidr": "10.0.0.0/8", "list": "allow", "forMs": 5}),
+        ))
+        .unwrap_err();
         assert!(e.message.contains("forMs: only a deny entry"), "{e}");
-        let e = parse_params::<AclAdd>(Some(json!({"cidr": "10.0.0.0/8", "list": "deny", "forMs": 0})))
-            .unwrap_err();
+        let e = parse_params::<AclAdd>(Some(
+            json!({"cidr": "10.0.0.0/8", "list": "deny", "forMs": 0}),
+        ))
+        .unwrap_err();
         assert!(e.message.contains("forMs: expected at least 1"), "{e}");
         let e = parse_params::<AclAdd>(Some(
             json!({"cidr": "10.0.0.0/8", "list": "deny", "note": "x".repeat(MAX_NOTE + 1)}),

@@ -345,13 +345,13 @@ fn home_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
         })
 }
 
-/// "6h", "30m", "90s", "2d", "1h30m" (humantime); a bare number is seconds.
+/// "6h", "30m", "90s", "2d", "1h30m" (`cli::parse_duration`); a bare number
+/// is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => bsv_p2p_proto::cli::parse_duration(text),
     }
-    humantime::parse_duration(t).map_err(|e| format!("{e}"))
 }
 
 fn parse_level(text: &str) -> Option<LevelFilter> {

@@ -86,7 +86,9 @@ impl Record {
             | CircuitDenied { .. }
             | RequestDenied { .. }
             | PeerBanned { .. }
+            | AddressBanned { .. }
             | RateLimited { .. }
+            | AddressRateLimited { .. }
             | Gap { .. } => Level::Warn,
             Unknown { kind, .. } if kind == DROPPED => Level::Warn,
             _ => Level::Info,
@@ -177,8 +179,20 @@ impl Record {
             RequestDenied { peer_id, reason } => {
                 format!("request from {peer_id} refused: {}", reason.as_str())
             }
-            PeerBanned { peer_id, reason } => format!("peer {peer_id} banned: {reason}"),
+            PeerBanned {
+                peer_id,
+                reason,
+                until,
+            } => format!("peer {peer_id} banned{}: {reason}", ban_end(until.as_ref())),
+            AddressBanned {
+                cidr,
+                reason,
+                until,
+            } => format!("addresses {cidr} banned{}: {reason}", ban_end(until.as_ref())),
             RateLimited { peer_id, what } => format!("{what} of {peer_id} rate limited"),
+            AddressRateLimited { address, what } => {
+                format!("{what} from {address} rate limited")
+            }
             ConfigReloaded {
                 applied,
                 restart_required,
@@ -200,6 +214,14 @@ impl Record {
             ),
             Unknown { kind, .. } => kind.clone(),
         }
+    }
+}
+
+/// How long a ban lasts, as the end of a sentence.
+fn ban_end(until: Option<&Timestamp>) -> String {
+    match until {
+        Some(until) => format!(" until {until}"),
+        None => " until removed".into(),
     }
 }
 
@@ -292,6 +314,43 @@ mod tests {
         assert_eq!(fields["circuitId"], 3);
         assert_eq!(fields["bytesDstToSrc"], 20);
         assert!(record.describe().contains("circuit 3 closed after 5 ms"));
+    }
+
+    #[test]
+    fn bans_and_address_limits_are_warnings_that_say_how_long() {
+        let record = |kind| Record {
+            event: Event::new(9, kind),
+            ctx: None,
+        };
+        let ban = record(EventKind::AddressBanned {
+            cidr: "203.0.113.0/24".into(),
+            reason: "spam".into(),
+            until: Some(Timestamp::from_unix_millis(1_738_325_400_000)),
+        });
+        assert_eq!(ban.level(), Level::Warn);
+        assert_eq!(
+            ban.describe(),
+            "addresses 203.0.113.0/24 banned until 2025-01-31T12:10:00.000Z: spam"
+        );
+        let ban = record(EventKind::PeerBanned {
+            peer_id: "12D3KooWA".into(),
+            reason: "acl deny".into(),
+            until: None,
+        });
+        assert_eq!(ban.level(), Level::Warn);
+        assert_eq!(
+            ban.describe(),
+            "peer 12D3KooWA banned until removed: acl deny"
+        );
+        let limited = record(EventKind::AddressRateLimited {
+            address: "203.0.113.7".into(),
+            what: "connection".into(),
+        });
+        assert_eq!(limited.level(), Level::Warn);
+        assert_eq!(
+            limited.describe(),
+            "connection from 203.0.113.7 rate limited"
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ impl Tracker {
             | CircuitDenied { .. }
             | RequestDenied { .. }
             | PeerBanned { .. }
-            | RateLimited { .. } => {
+            | AddressBanned { .. }
+            | RateLimited { .. }
+            | AddressRateLimited { .. } => {
                 let (trace_id, span_id) = new_ids();
                 Some(Context {
                     trace_id,

@@ -58,6 +58,40 @@ struct Args {
     /// print one JSON object per scenario instead of readable lines
     #[argh(switch)]
     json: bool,
+    /// start our relay with every access control and limit switched on and
+    /// checked on each connection and request (none of them binding): the
+    /// caps and rates per address with loopback not exempt, automatic
+    /// bans, a 10,000-entry deny list, a circuit pace of 1 TiB/s
+    #[argh(switch)]
+    limits: bool,
+}
+
+/// The relay config of `--limits`: every check runs, none refuses the bench.
+fn limits_config() -> Value {
+    // Deny lists the size an operator may load, none of them the bench:
+    // 5,000 networks in 10.0.0.0/8 and 5,000 peer ids.
+    let mut deny: Vec<String> = (0..5000u32)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+        .collect();
+    deny.extend((0..5000).map(|_| PeerId::random().to_string()));
+    json!({
+        "mode": "relay",
+        "relay": {
+            "circuits": {
+                "unlimited": true, "maxBytesPerSecond": 1u64 << 40,
+                "maxPerIp": 1_000_000, "maxPerPrefix": 1_000_000
+            },
+            "reservations": { "max": 1_000_000, "maxPerIp": 1_000_000, "maxPerPrefix": 1_000_000 },
+            "rateLimit": { "connectionsPerMinute": 1_000_000, "reservationsPerHour": 1_000_000 },
+            "sources": { "exempt": [] },
+            "blocklist": deny,
+            "autoBan": { "enabled": true }
+        },
+        "connectionManager": {
+            "maxConnections": 1_000_000, "maxPendingIncoming": 4096,
+            "maxConnectionsPerIp": 1_000_000, "maxPendingIncomingPerIp": 4096
+        }
+    })
 }
 
 type Scenario = for<'a> fn(&'a Bench) -> BoxFuture<'a, Result<Map<String, Value>, String>>;
@@ -592,6 +626,7 @@ fn main() -> ExitCode {
 
     let relay = match &args.relay {
         Some(_) => None,
+        None if args.limits => Some(Relay::start(limits_config())),
         None => Some(Relay::start(json!({
             "mode": "relay",
             "relay": {

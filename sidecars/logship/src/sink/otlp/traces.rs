@@ -28,8 +28,12 @@ pub fn span(record: &Record) -> Option<Span> {
         ReservationDenied { reason, .. }
         | CircuitDenied { reason, .. }
         | RequestDenied { reason, .. } => (record.kind(), Some(reason.as_str().to_string())),
-        PeerBanned { reason, .. } => ("peer_banned", Some(reason.clone())),
-        RateLimited { what, .. } => ("rate_limited", Some(format!("{what} rate limited"))),
+        PeerBanned { reason, .. } | AddressBanned { reason, .. } => {
+            (record.kind(), Some(reason.clone()))
+        }
+        RateLimited { what, .. } | AddressRateLimited { what, .. } => {
+            (record.kind(), Some(format!("{what} rate limited")))
+        }
         _ => return None,
     };
     let mut span = Span {
