@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use serde_json::{json, Value};
 
 use crate::child::{self, ChildOutput, Wording};
@@ -52,6 +52,9 @@ pub struct BotOptions {
     pub no_reserve: bool,
     /// Comma-separated gossip topics; `None` for the bot's defaults.
     pub topics: Option<String>,
+    /// A fixed identity (`--key-seed`): its peer id is known before the bot
+    /// starts ([`peer_id_of_seed`]); `None` for a new one each start.
+    pub key_seed: Option<String>,
 }
 
 impl BotOptions {
@@ -66,8 +69,36 @@ impl BotOptions {
             monitor_interval: Duration::from_secs(10),
             no_reserve: false,
             topics: None,
+            key_seed: None,
         }
     }
+}
+
+/// The peer id of a bot started with `--key-seed seed`, as `bot.mjs`
+/// derives it: the Ed25519 key whose 32-byte seed is sha256 of the text
+/// (hashed by coreutils' `sha256sum`, so the tests need no hash crate). Lets
+/// a test put a bot on an access list before it connects.
+pub fn peer_id_of_seed(seed: &str) -> PeerId {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run sha256sum: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(seed.as_bytes())
+        .expect("write the seed to sha256sum");
+    let out = child.wait_with_output().expect("sha256sum runs");
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let digest: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("?"), 16))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| panic!("sha256sum printed {hex:?}"));
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(digest)
+        .expect("32 bytes are an Ed25519 seed");
+    key.public().to_peer_id()
 }
 
 /// A running bot process.
@@ -97,6 +128,9 @@ impl Bot {
         }
         if let Some(topics) = &options.topics {
             cmd.args(["--topics", topics]);
+        }
+        if let Some(seed) = &options.key_seed {
+            cmd.args(["--key-seed", seed]);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
