@@ -48,7 +48,12 @@ impl Store {
     /// and a warning for each one that could not be read.
     pub fn open(dir: &Path) -> Result<(Store, Vec<Entry>, Vec<String>), String> {
         let db = std::panic::catch_unwind(|| {
-            sled::Config::new().path(dir).cache_capacity(1 << 20).open()
+            // Every write is flushed by the writer: no timer wakes an idle relay.
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(1 << 20)
+                .flush_every_ms(None)
+                .open()
         })
         .map_err(|_| {
             format!(
