@@ -124,6 +124,9 @@ pub struct RelayOptions {
     pub listen: Vec<String>,
     /// Reuse a directory from an earlier relay (restart); a new one otherwise.
     pub dir: Option<ScratchDir>,
+    /// Run inside this network namespace (`ip netns exec`); `None`: the
+    /// test's own.
+    pub netns: Option<String>,
 }
 
 impl RelayOptions {
@@ -132,6 +135,7 @@ impl RelayOptions {
             config,
             listen: LOOPBACK_LISTEN.iter().map(|s| s.to_string()).collect(),
             dir: None,
+            netns: None,
         }
     }
 
@@ -169,7 +173,15 @@ impl Relay {
         .expect("write the relay config");
         let data_dir = dir.join("data");
 
-        let mut cmd = Command::new(relay_bin());
+        // `ip netns exec` execs the relay in place: the pid stays the relay's.
+        let mut cmd = match &options.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(relay_bin());
+                c
+            }
+            None => Command::new(relay_bin()),
+        };
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
@@ -261,6 +273,18 @@ impl Relay {
     /// The data directory given with `--data-dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.as_ref().expect("directory kept").join("data")
+    }
+
+    /// The full address (with `/p2p/<id>`) the relay logged listening on
+    /// that starts with `prefix` (such as `/ip6/::1/`), waiting for it.
+    pub fn listen_addr(&self, prefix: &str) -> Multiaddr {
+        self.wait_for_event(
+            "listening",
+            |e| field(e, "address").starts_with(prefix),
+            Duration::from_secs(30),
+        )
+        .map(|e| field(&e, "address").parse().expect("a multiaddr"))
+        .unwrap_or_else(|e| panic!("the relay does not listen on {prefix}: {e}"))
     }
 
     /// The control socket in the data directory.

@@ -25,14 +25,7 @@ fn two_hosts(config: Value) -> (Relay, Multiaddr, Multiaddr) {
 fn two_hosts_with(mut options: RelayOptions) -> (Relay, Multiaddr, Multiaddr) {
     options.listen = vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/0".into()];
     let relay = Relay::start_with(options);
-    let v6: Multiaddr = relay
-        .wait_for_event(
-            "listening",
-            |e| field(e, "address").starts_with("/ip6/::1/"),
-            T,
-        )
-        .map(|e| field(&e, "address").parse().unwrap())
-        .expect("the relay listens on ::1");
+    let v6 = relay.listen_addr("/ip6/::1/");
     let v4 = relay.tcp_addr();
     (relay, v4, v6)
 }

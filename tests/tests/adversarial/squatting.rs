@@ -15,7 +15,6 @@ use async_std::task::block_on;
 use bsv_p2p_tests::hop::{status_of, RawOptions, RawPeer, Status};
 use bsv_p2p_tests::relay::field;
 use bsv_p2p_tests::{Bot, BotOptions, Relay, RelayOptions};
-use libp2p::Multiaddr;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
@@ -44,14 +43,7 @@ fn one_host_with_fresh_keys_leaves_room_for_bots_from_another_address_and_reload
     options.listen = vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/0".into()];
     let relay = Relay::start_with(options);
     let relay_id = relay.peer_id();
-    let v6: Multiaddr = relay
-        .wait_for_event(
-            "listening",
-            |e| field(e, "address").starts_with("/ip6/::1/"),
-            T,
-        )
-        .map(|e| field(&e, "address").parse().unwrap())
-        .expect("the relay listens on ::1");
+    let v6 = relay.listen_addr("/ip6/::1/");
     let v4 = relay.tcp_addr();
 
     block_on(async {
@@ -206,14 +198,7 @@ fn a_connection_storm_from_one_address_is_cut_and_reservations_per_hour_hold() {
     }));
     options.listen = vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/0".into()];
     let relay = Relay::start_with(options);
-    let v6: Multiaddr = relay
-        .wait_for_event(
-            "listening",
-            |e| field(e, "address").starts_with("/ip6/::1/"),
-            T,
-        )
-        .map(|e| field(&e, "address").parse().unwrap())
-        .expect("the relay listens on ::1");
+    let v6 = relay.listen_addr("/ip6/::1/");
     let port = relay
         .tcp_addr()
         .iter()
