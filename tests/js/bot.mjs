@@ -11,6 +11,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { KEEP_ALIVE } from '@libp2p/interface'
@@ -53,7 +54,8 @@ function log (...args) {
 function usage (msg) {
   if (msg != null) console.error(`bot.mjs: ${msg}`)
   console.error('usage: node bot.mjs --relay <multiaddr incl. /p2p/ID> [--transport tcp|ws|any] ' +
-    '[--monitor-interval-ms 10000] [--topics t1,t2] [--no-reserve] [--gossip-on-limited] [--key-seed S]')
+    '[--monitor-interval-ms 10000] [--topics t1,t2] [--no-reserve] [--gossip-on-limited] [--key-seed S] ' +
+    '[--listen MULTIADDR]... [--dcutr]')
   process.exit(2)
 }
 
@@ -68,6 +70,8 @@ try {
       'no-reserve': { type: 'boolean', default: false },
       'gossip-on-limited': { type: 'boolean', default: false },
       'key-seed': { type: 'string' },
+      listen: { type: 'string', multiple: true, default: [] },
+      dcutr: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
     },
     strict: true
@@ -125,7 +129,8 @@ const node = await createLibp2p({
     // Behind NAT: no socket of its own. Listening on /p2p-circuit makes the
     // circuit transport reserve a slot on a relay it is connected to (the
     // relay is found through identify: it advertises the HOP protocol).
-    listen: args['no-reserve'] ? [] : ['/p2p-circuit']
+    // --listen (the NAT lab) adds sockets of its own, for DCUtR to dial.
+    listen: [...args.listen, ...(args['no-reserve'] ? [] : ['/p2p-circuit'])]
   },
   transports,
   connectionEncrypters: [noise()],
@@ -147,7 +152,10 @@ const node = await createLibp2p({
       // direct relay connection (the relay routes it), not over
       // relayed bot-to-bot circuits, which a Limit makes "limited".
       runOnLimitedConnection: args['gossip-on-limited']
-    })
+    }),
+    // --dcutr: hole punching over relayed connections (needs identify,
+    // which the bot always runs, and a --listen socket).
+    ...(args.dcutr ? { dcutr: dcutr() } : {})
   }
 })
 

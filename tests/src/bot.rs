@@ -55,6 +55,13 @@ pub struct BotOptions {
     /// A fixed identity (`--key-seed`): its peer id is known before the bot
     /// starts ([`peer_id_of_seed`]); `None` for a new one each start.
     pub key_seed: Option<String>,
+    /// Run inside this network namespace (`ip netns exec`); `None`: the
+    /// test's own.
+    pub netns: Option<String>,
+    /// `--listen`: TCP addresses of its own (bots behind NAT have none).
+    pub listen: Vec<String>,
+    /// `--dcutr`: upgrade relayed connections by hole punching.
+    pub dcutr: bool,
 }
 
 impl BotOptions {
@@ -70,6 +77,9 @@ impl BotOptions {
             no_reserve: false,
             topics: None,
             key_seed: None,
+            netns: None,
+            listen: Vec::new(),
+            dcutr: false,
         }
     }
 }
@@ -115,7 +125,15 @@ impl Bot {
     /// Starts a bot and waits until it is connected to its relay (not yet
     /// reserved: see [`Bot::wait_reserved`]).
     pub fn start(options: BotOptions) -> Bot {
-        let mut cmd = Command::new(node_bin());
+        // `ip netns exec` execs node in place: the pid stays the bot's.
+        let mut cmd = match &options.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(node_bin());
+                c
+            }
+            None => Command::new(node_bin()),
+        };
         cmd.current_dir(js_dir())
             .arg("bot.mjs")
             .arg("--relay")
@@ -131,6 +149,12 @@ impl Bot {
         }
         if let Some(seed) = &options.key_seed {
             cmd.args(["--key-seed", seed]);
+        }
+        for addr in &options.listen {
+            cmd.args(["--listen", addr]);
+        }
+        if options.dcutr {
+            cmd.arg("--dcutr");
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -15,6 +15,7 @@ pub mod holder;
 pub mod hop;
 pub mod jsonlog;
 pub mod logship;
+pub mod natlab;
 pub mod otlp;
 pub mod probes;
 pub use bsv_p2p_proto::process as procfs;
