@@ -316,11 +316,12 @@ fn access_config(
                 ),
             ));
         }
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
         let mut out: Vec<crate::access::Subject> = Vec::with_capacity(list.len());
         for (i, text) in list.iter().enumerate() {
             let s = crate::access::Subject::parse(text)
                 .map_err(|e| invalid(format!("{key}[{i}]"), e))?;
-            if !out.contains(&s) {
+            if seen.insert(s) {
                 out.push(s);
             }
         }
