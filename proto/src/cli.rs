@@ -3,6 +3,7 @@
 //! command line that cannot be used prints argh's message and a hint on
 //! stderr and exits [`EXIT_USAGE`].
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ pub fn parse_args<T: FromArgs>(name: &str) -> Result<T, ExitCode> {
     let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
     parse(name, &rest).map_err(|(out, code)| {
         if code == 0 {
-            println!("{out}");
+            // Not println!: a closed pipe (`--help | head`) is no panic.
+            let _ = writeln!(std::io::stdout(), "{out}");
             ExitCode::SUCCESS
         } else {
             eprintln!("{out}");

@@ -510,12 +510,6 @@ impl BackupConfig {
                 return Err(format!("{} is named twice among the sources", p.display()));
             }
         }
-        if databases.is_empty() && files.is_empty() && args.relay_socket.is_none() {
-            return Err(
-                "nothing to back up: give at least one --db, --file or --relay-socket".into(),
-            );
-        }
-
         let relay = file.relay.unwrap_or_default();
         let relay_socket = match (&args.relay_socket, env(ENV_RELAY_SOCKET), &relay.socket) {
             (Some(p), _, _) => Some(p.clone()),
@@ -525,6 +519,11 @@ impl BackupConfig {
             }
             _ => None,
         };
+        if databases.is_empty() && files.is_empty() && relay_socket.is_none() {
+            return Err(
+                "nothing to back up: give at least one --db, --file or --relay-socket (or their variables or config keys)".into(),
+            );
+        }
 
         let schedule = file.schedule.unwrap_or_default();
         let duration_of = |value: Option<(String, String)>,
@@ -931,6 +930,34 @@ mod tests {
         std::fs::write(&file, r#"{"colour":"blue"}"#).unwrap();
         let e = resolve(&["--config", f, "now"], &[("HOME", "/h")]).unwrap_err();
         assert!(e.contains("colour"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_relay_alone_is_something_to_back_up_wherever_its_socket_is_named() {
+        let dir = std::env::temp_dir().join(format!("bsv-p2p-backup-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("backup.json");
+        let f = file.to_str().unwrap();
+        std::fs::write(&file, r#"{"databases":[],"files":[]}"#).unwrap();
+        let e = resolve(&["--config", f, "now"], &[("HOME", "/h")]).unwrap_err();
+        assert!(e.contains("nothing to back up"), "{e}");
+        let c = resolve(
+            &["--config", f, "now"],
+            &[("HOME", "/h"), (ENV_RELAY_SOCKET, "/run/r.sock")],
+        )
+        .unwrap();
+        assert_eq!(c.relay_socket, Some(PathBuf::from("/run/r.sock")));
+        std::fs::write(
+            &file,
+            r#"{"databases":[],"files":[],"relay":{"socket":"/run/bsv-p2p/relay.sock"}}"#,
+        )
+        .unwrap();
+        let c = resolve(&["--config", f, "now"], &[("HOME", "/h")]).unwrap();
+        assert_eq!(
+            c.relay_socket,
+            Some(PathBuf::from("/run/bsv-p2p/relay.sock"))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
