@@ -85,12 +85,12 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
     };
 
     let mut raw_relay = raw.relay.unwrap_or_default();
-    let lists = (
-        raw_relay.allowlist.take(),
-        raw_relay.blocklist.take(),
-        raw_relay.block_trustedlist.take(),
-        raw_relay.auto_ban.take(),
-    );
+    let lists = Lists {
+        allow: raw_relay.allowlist.take(),
+        deny: raw_relay.blocklist.take(),
+        deny_old: raw_relay.block_trustedlist.take(),
+        auto: raw_relay.auto_ban.take(),
+    };
     let connections_per_minute = defaults::CONNECTIONS_PER_MINUTE.check(
         raw_relay
             .rate_limit
@@ -276,15 +276,24 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
     })
 }
 
+/// The `relay` section's lists and automatic bans, as the file has them.
+struct Lists {
+    allow: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
+    /// `blockTrustedlist`, the guide's name of `blocklist`.
+    deny_old: Option<Vec<String>>,
+    auto: Option<file::AutoBan>,
+}
+
 /// The allow and deny lists and the automatic bans, from the `relay`
 /// section.
 fn access_config(
-    (allow, deny, deny_old, auto): (
-        Option<Vec<String>>,
-        Option<Vec<String>>,
-        Option<Vec<String>>,
-        Option<file::AutoBan>,
-    ),
+    Lists {
+        allow,
+        deny,
+        deny_old,
+        auto,
+    }: Lists,
     exempt: &[crate::hop::sources::Cidr],
     warnings: &mut Vec<String>,
 ) -> Result<crate::access::AccessConfig, Invalid> {
