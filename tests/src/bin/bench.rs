@@ -47,6 +47,10 @@ struct Args {
     /// peers that reserve in the reservation ramp (default 1000)
     #[argh(option, default = "1000")]
     peers: usize,
+    /// seconds the reservation ramp then holds every reservation, to measure
+    /// the relay's idle CPU (default 10; 0 skips it)
+    #[argh(option, default = "10")]
+    idle_secs: u64,
     /// control socket of the --relay (default: that of the relay the bench starts)
     #[argh(option)]
     socket: Option<std::path::PathBuf>,
@@ -117,6 +121,8 @@ struct Bench {
     pings: usize,
     circuits: usize,
     peers: usize,
+    /// Seconds to hold the ramp's reservations while measuring idle CPU.
+    idle_secs: u64,
     /// The relay's control socket, for the control_* scenarios.
     socket: Option<std::path::PathBuf>,
 }
@@ -212,7 +218,23 @@ impl Bench {
             json!(round((own_cpu() - mark.own) / gib, 3)),
         );
         out.insert("relay_rss_bytes".into(), json!(self.relay_rss()));
+        out.insert("relay_peak_rss_bytes".into(), json!(self.relay_peak_rss()));
         out
+    }
+
+    /// The relay's high-water mark of resident memory (VmHWM), since it
+    /// started.
+    fn relay_peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.relay_pid?)).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
     }
 }
 
@@ -375,6 +397,18 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
                 2
             )),
         );
+    }
+    // Every reservation held, nothing else happening: what the relay
+    // spends on keeping them (timers, keep-alives, pings).
+    if bench.idle_secs > 0 {
+        let a = bench.relay_cpu();
+        async_std::task::sleep(Duration::from_secs(bench.idle_secs)).await;
+        if let (Some(a), Some(b)) = (a, bench.relay_cpu()) {
+            out.insert(
+                "relay_idle_cores".into(),
+                json!(round((b - a) / bench.idle_secs as f64, 4)),
+            );
+        }
     }
     release_all(holders).await;
     Ok(out)
@@ -654,6 +688,7 @@ fn main() -> ExitCode {
         pings: args.pings,
         circuits: args.circuits,
         peers: args.peers,
+        idle_secs: args.idle_secs,
         socket,
     };
 
