@@ -166,6 +166,24 @@ pub enum EventKind {
         /// What was limited: `connection`.
         what: String,
     },
+    /// A relay of `federation.peers` is connected again, or for the first
+    /// time (since 1.5).
+    FederationPeerUp {
+        peer_id: String,
+        remote_addr: String,
+        /// How long it was down, in milliseconds; absent the first time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        down_ms: Option<u64>,
+    },
+    /// A federated relay's last connection closed, or it stopped answering
+    /// pings (since 1.5). The relay redials it with a backoff.
+    FederationPeerDown {
+        peer_id: String,
+        /// Why: the connection's error, `unresponsive`, or `closed`.
+        cause: String,
+        /// How long it was up, in milliseconds.
+        up_ms: u64,
+    },
     ConfigReloaded {
         applied: Vec<String>,
         restart_required: Vec<String>,
@@ -203,6 +221,8 @@ pub const KINDS: &[&str] = &[
     "address_banned",
     "rate_limited",
     "address_rate_limited",
+    "federation_peer_up",
+    "federation_peer_down",
     "config_reloaded",
     "error",
     "gap",
@@ -227,6 +247,8 @@ impl EventKind {
             Self::AddressBanned { .. } => "address_banned",
             Self::RateLimited { .. } => "rate_limited",
             Self::AddressRateLimited { .. } => "address_rate_limited",
+            Self::FederationPeerUp { .. } => "federation_peer_up",
+            Self::FederationPeerDown { .. } => "federation_peer_down",
             Self::ConfigReloaded { .. } => "config_reloaded",
             Self::Error { .. } => "error",
             Self::Gap { .. } => "gap",
@@ -449,6 +471,24 @@ mod tests {
                     what: "reservation".into(),
                 },
                 json!({"kind": "rate_limited", "peerId": "12D3KooWA", "what": "reservation"}),
+            ),
+            (
+                EventKind::FederationPeerUp {
+                    peer_id: "12D3KooWEu".into(),
+                    remote_addr: "/ip4/198.51.100.9/tcp/4001".into(),
+                    down_ms: Some(4200),
+                },
+                json!({"kind": "federation_peer_up", "peerId": "12D3KooWEu",
+                       "remoteAddr": "/ip4/198.51.100.9/tcp/4001", "downMs": 4200}),
+            ),
+            (
+                EventKind::FederationPeerDown {
+                    peer_id: "12D3KooWEu".into(),
+                    cause: "unresponsive".into(),
+                    up_ms: 60000,
+                },
+                json!({"kind": "federation_peer_down", "peerId": "12D3KooWEu",
+                       "cause": "unresponsive", "upMs": 60000}),
             ),
             (
                 EventKind::ConfigReloaded {

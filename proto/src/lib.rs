@@ -72,7 +72,7 @@ pub const PROTOCOL: &str = "bsv-p2p-control";
 /// `major.minor`. Minor versions only add (fields, methods, event kinds) and
 /// every reader tolerates what it does not know; a new major may change
 /// anything, and both ends refuse a major they do not speak.
-pub const PROTOCOL_VERSION: &str = "1.4";
+pub const PROTOCOL_VERSION: &str = "1.5";
 
 /// The longest line the server reads, newline excluded. A longer request is
 /// discarded without being buffered and answered with -32600.

@@ -157,6 +157,7 @@ pub mod samples {
                 reservations: 2,
                 circuits: 1,
             },
+            federation: Vec::new(),
         }
     }
 
@@ -211,6 +212,7 @@ pub mod samples {
                 journal_len: 7,
             },
             log: LogStats { lines_dropped: 0 },
+            federation: Vec::new(),
         }
     }
 

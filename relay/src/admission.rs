@@ -17,7 +17,7 @@
 //! The maps hold only addresses with connections, pending handshakes or a
 //! bucket not yet refilled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
@@ -51,11 +51,22 @@ pub struct AdmissionConfig {
     pub max_pending_per_ip: usize,
     /// 0: no rate limit.
     pub connections_per_minute: u32,
+    /// The relays of `federation.peers`, not held to the caps: by peer id
+    /// once the handshake names it, and before that by the addresses their
+    /// configured multiaddrs give.
+    pub federated: HashSet<PeerId>,
+    pub federated_ips: HashSet<IpAddr>,
 }
 
 impl AdmissionConfig {
-    pub fn of(c: &crate::config::RelayConfig) -> Self {
+    pub fn of(c: &crate::config::RelayConfig, local: PeerId) -> Self {
+        let peers = c.federation.peers.iter().filter(|p| p.peer_id != local);
         AdmissionConfig {
+            federated: peers.clone().map(|p| p.peer_id).collect(),
+            federated_ips: peers
+                .flat_map(|p| p.addrs.iter().filter_map(ip_of))
+                .map(canonical)
+                .collect(),
             exempt: c.relay.sources.exempt.clone(),
             max_per_ip: c.max_connections_per_ip,
             max_pending_per_ip: c.max_pending_incoming_per_ip,
@@ -180,9 +191,12 @@ impl Admission {
         })
     }
 
-    /// Not held to the caps: `relay.sources.exempt` and allowlisted networks.
+    /// Not held to the caps: `relay.sources.exempt`, allowlisted networks
+    /// and federated relays' addresses.
     fn free(&self, ip: IpAddr) -> bool {
-        self.config.exempt.iter().any(|c| c.contains(ip)) || self.access.allowed(None, Some(ip))
+        self.config.federated_ips.contains(&ip)
+            || self.config.exempt.iter().any(|c| c.contains(ip))
+            || self.access.allowed(None, Some(ip))
     }
 
     fn settle(&mut self, id: ConnectionId) {
@@ -234,7 +248,8 @@ impl NetworkBehaviour for Admission {
         if let Err(r) = self.access.check_peer(&peer, ip) {
             return Err(self.listed(r));
         }
-        if let Some(ip) = ip.filter(|ip| !self.free(*ip)) {
+        if let Some(ip) = ip.filter(|ip| !self.free(*ip) && !self.config.federated.contains(&peer))
+        {
             if self.open_by_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_per_ip {
                 return Err(self.limit(Refused::SourceConnectionsFull, ip));
             }

@@ -9,9 +9,7 @@ use libp2p::core::{transport, upgrade, Transport};
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    autonat, connection_limits, gossipsub, identify, noise, tcp, websocket, yamux, PeerId,
-};
+use libp2p::{autonat, gossipsub, identify, noise, tcp, websocket, yamux, PeerId};
 
 use crate::config::RelayConfig;
 use crate::{hop, ping};
@@ -51,8 +49,9 @@ pub type TopicFilter =
 pub struct Behaviour {
     /// Caps and a rate per remote address, before any handshake work.
     pub admission: crate::admission::Admission,
-    /// `connectionManager`: caps on connections in total and per peer.
-    pub limits: connection_limits::Behaviour,
+    /// `connectionManager`: caps on connections in total and per peer
+    /// (federated relays exempt).
+    pub limits: crate::limits::Limits,
     /// Circuit relay v2 hop: reservations and circuits (our own server).
     pub hop: Toggle<hop::Behaviour>,
     /// Answers the bots' connection monitor at all times.
@@ -63,6 +62,8 @@ pub struct Behaviour {
     /// Routes announcements between bots that only meet at the relay, on
     /// the configured topics only.
     pub gossipsub: Toggle<gossipsub::Behaviour<gossipsub::IdentityTransform, TopicFilter>>,
+    /// Keeps the relays of `federation.peers` connected and watched.
+    pub federation: crate::federation::Behaviour,
 }
 
 impl Behaviour {
@@ -73,10 +74,15 @@ impl Behaviour {
     ) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
 
-        let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(config.max_connections))
-            .with_max_established_per_peer(Some(config.max_connections_per_peer))
-            .with_max_pending_incoming(Some(config.max_pending_incoming));
+        let federation = crate::federation::Behaviour::new(&config.federation, peer_id);
+        let limits = crate::limits::Limits::new(
+            crate::limits::Caps {
+                max_established: config.max_connections,
+                max_established_per_peer: config.max_connections_per_peer,
+                max_pending_incoming: config.max_pending_incoming,
+            },
+            federation.peer_ids().copied(),
+        );
 
         let hop = config.relay.enabled.then(|| {
             hop::Behaviour::new(key.clone(), config.relay.clone(), Box::new(access.clone()))
@@ -134,6 +140,12 @@ impl Behaviour {
                     gs.subscribe(&gossipsub::IdentTopic::new(topic))
                         .map_err(|e| format!("gossipSub.topics: cannot join {topic:?}: {e}"))?;
                 }
+                // Federated relays are explicit peers: every new message on a
+                // topic one subscribes to goes to it, outside the mesh, and
+                // the seen-cache drops copies arriving by a second path.
+                for peer in federation.peer_ids() {
+                    gs.add_explicit_peer(peer);
+                }
                 Some(gs)
             }
             None => None,
@@ -141,15 +153,16 @@ impl Behaviour {
 
         Ok(Self {
             admission: crate::admission::Admission::new(
-                crate::admission::AdmissionConfig::of(config),
+                crate::admission::AdmissionConfig::of(config, peer_id),
                 access,
             ),
-            limits: connection_limits::Behaviour::new(limits),
+            limits,
             hop: hop.into(),
             ping: ping::Behaviour::new(ping::PingConfig::default()),
             identify,
             autonat: autonat.into(),
             gossipsub: gossipsub.into(),
+            federation,
         })
     }
 }

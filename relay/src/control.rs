@@ -54,6 +54,7 @@ pub fn status(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatusResult {
             reservations: hop.map_or(0, |h| h.reservation_count()) as u64,
             circuits: hop.map_or(0, |h| h.circuit_count()) as u64,
         },
+        federation: swarm.behaviour().federation.peers(),
     }
 }
 
@@ -139,6 +140,7 @@ pub fn stats(swarm: &Swarm<Behaviour>, cx: &Context) -> proto::StatsResult {
         log: proto::LogStats {
             lines_dropped: crate::logging::dropped(),
         },
+        federation: swarm.behaviour().federation.peers(),
     }
 }
 

@@ -464,8 +464,8 @@ impl Serving {
         }
         // Caps per address apply to connections from now on.
         let (old, fresh) = (
-            crate::admission::AdmissionConfig::of(&self.config),
-            crate::admission::AdmissionConfig::of(&new),
+            crate::admission::AdmissionConfig::of(&self.config, self.peer_id),
+            crate::admission::AdmissionConfig::of(&new, self.peer_id),
         );
         if old != fresh {
             swarm.behaviour_mut().admission.set_config(fresh.clone());
@@ -660,7 +660,33 @@ impl Serving {
                 libp2p::gossipsub::Event::Subscribed { peer_id, topic },
             )) => {
                 log::debug!(event = "gossip_subscribed", peerId = peer_id.to_string().as_str(), topic = topic.as_str(); "");
+                swarm
+                    .behaviour_mut()
+                    .federation
+                    .on_subscription(&peer_id, &topic, true);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                libp2p::gossipsub::Event::Unsubscribed { peer_id, topic },
+            )) => {
+                swarm
+                    .behaviour_mut()
+                    .federation
+                    .on_subscription(&peer_id, &topic, false);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                libp2p::gossipsub::Event::Message {
+                    propagation_source,
+                    message,
+                    ..
+                },
+            )) => {
+                swarm.behaviour_mut().federation.on_message(
+                    &propagation_source,
+                    message.source.as_ref(),
+                    &message.topic,
+                );
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Federation(e)) => self.on_federation_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
                 libp2p::gossipsub::Event::SlowPeer {
                     peer_id,
@@ -670,6 +696,36 @@ impl Serving {
                 log::warn!(event = "gossip_slow_peer", peerId = peer_id.to_string().as_str(), dropped = failed_messages.total() as u64; "");
             }
             _ => {}
+        }
+    }
+
+    fn on_federation_event(&mut self, event: crate::federation::Event) {
+        use crate::federation::Event::*;
+        match event {
+            Up { peer, remote, down } => {
+                let down_ms = down.map(|d| d.as_millis() as u64);
+                log::info!(event = "federation_peer_up", peerId = peer.to_string().as_str(), address = remote.to_string().as_str(), downMs = down_ms.unwrap_or(0); "federated relay connected");
+                self.publish(proto::EventKind::FederationPeerUp {
+                    peer_id: peer.to_string(),
+                    remote_addr: remote.to_string(),
+                    down_ms,
+                });
+            }
+            Down { peer, cause, up } => {
+                log::warn!(event = "federation_peer_down", peerId = peer.to_string().as_str(), cause = cause.as_str(), upMs = up.as_millis() as u64; "federated relay lost; redialling");
+                self.publish(proto::EventKind::FederationPeerDown {
+                    peer_id: peer.to_string(),
+                    cause,
+                    up_ms: up.as_millis() as u64,
+                });
+            }
+            DialFailed {
+                peer,
+                error,
+                retry_in,
+            } => {
+                log::info!(event = "federation_dial_failed", peerId = peer.to_string().as_str(), error = error.as_str(), retryInMs = retry_in.as_millis() as u64; "");
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod acl;
 mod circuits;
+mod federation;
 mod hello;
 mod peers;
 mod reload;
@@ -26,6 +27,7 @@ pub use acl::{
     AclRemove, AclRemoveParams, AclRemoveResult, MAX_NOTE,
 };
 pub use circuits::{Circuit, CircuitLimit, Circuits, CircuitsResult};
+pub use federation::{FederationPeer, FederationState};
 pub use hello::{major_of, supports, Greeting, Hello, HelloParams};
 pub use peers::{Peer, PeerConnection, Peers, PeersResult};
 pub use reload::{Reload, ReloadResult};

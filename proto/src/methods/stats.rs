@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Method, NoParams};
+use super::{FederationPeer, Method, NoParams};
 use crate::{CircuitEnd, DenialReason, Direction, Role, Transport};
 
 pub struct Stats;
@@ -36,6 +36,9 @@ pub struct StatsResult {
     pub process: ProcessStats,
     pub events: EventStats,
     pub log: LogStats,
+    /// The relays in `federation.peers`, as in `status` (since 1.5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub federation: Vec<FederationPeer>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +181,7 @@ mod tests {
                 journal_len: 42,
             },
             log: LogStats { lines_dropped: 3 },
+            federation: Vec::new(),
         };
         roundtrip(
             &stats,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Method, NoParams};
+use super::{FederationPeer, Method, NoParams};
 use crate::{Role, Timestamp};
 
 pub struct Status;
@@ -32,6 +32,10 @@ pub struct StatusResult {
     /// The addresses bots dial, with `/p2p/<peerId>`.
     pub relay_addrs: Vec<String>,
     pub counts: Counts,
+    /// The relays in `federation.peers` and where the relay stands with
+    /// each (since 1.5); absent when none are configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub federation: Vec<FederationPeer>,
 }
 
 /// What is open right now.
@@ -68,6 +72,7 @@ mod tests {
                     reservations: 9,
                     circuits: 2,
                 },
+                federation: Vec::new(),
             },
             json!({
                 "peerId": "12D3KooWRelay",

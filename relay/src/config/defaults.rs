@@ -218,9 +218,24 @@ pub const JOURNAL_MAX_EVENTS: Bounded =
 pub const JOURNAL_MAX_BYTES: Bounded =
     Bounded::new("journal.maxBytes", 64 << 20, 1 << 20, 64 << 30);
 
+/// Federated relays: at most this many (a full mesh of 65 relays; larger
+/// fleets peer through hubs, see README), redialled from `redialMin`
+/// doubling to `redialMax` after a drop, and pinged every `pingInterval`
+/// (two pings unanswered within an interval each close the connection).
+pub const FEDERATION_PEERS_MAX: usize = 64;
+pub const FEDERATION_REDIAL_MIN: Bounded =
+    Bounded::new("federation.redialMin", 1_000, 100, 600_000);
+pub const FEDERATION_REDIAL_MAX: Bounded =
+    Bounded::new("federation.redialMax", 60_000, 1_000, 3_600_000);
+pub const FEDERATION_PING_INTERVAL: Bounded =
+    Bounded::new("federation.pingInterval", 5_000, 1_000, 60_000);
+
 /// Every number of the file with a default, for the tests that hold the
 /// copies (the embedded file, README) to it.
-pub const ALL: [Bounded; 38] = [
+pub const ALL: [Bounded; 41] = [
+    FEDERATION_REDIAL_MIN,
+    FEDERATION_REDIAL_MAX,
+    FEDERATION_PING_INTERVAL,
     CIRCUIT_BYTES_PER_SECOND,
     AUTO_BAN_REFUSALS,
     AUTO_BAN_WINDOW,

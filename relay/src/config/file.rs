@@ -24,6 +24,20 @@ pub struct ConfigFile {
     pub journal: Option<Journal>,
     pub runtime: Option<Runtime>,
     pub websocket: Option<Websocket>,
+    pub federation: Option<Federation>,
+}
+
+/// Other relays of the fleet this relay keeps connected and gossips with.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Federation {
+    pub peers: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "millis")]
+    pub redial_min: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    pub redial_max: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    pub ping_interval: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

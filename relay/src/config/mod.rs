@@ -99,6 +99,24 @@ pub struct RelayConfig {
     pub log_queue_lines: usize,
     /// Largest WebSocket message accepted, in bytes.
     pub websocket_max_message_size: usize,
+    /// The other relays of the fleet (`federation`).
+    pub federation: FederationConfig,
+}
+
+/// The relays this one keeps connected and gossips with, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederationConfig {
+    /// One entry per peer id, its addresses without `/p2p`.
+    pub peers: Vec<FederatedRelay>,
+    pub redial_min: Duration,
+    pub redial_max: Duration,
+    pub ping_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederatedRelay {
+    pub peer_id: libp2p::PeerId,
+    pub addrs: Vec<Multiaddr>,
 }
 
 /// The hop service's switch and limits (the file's `relay` section).
@@ -394,6 +412,66 @@ mod tests {
         );
         let e = parse_str(r#"{"control":{"adminGids":[-1]}}"#).unwrap_err();
         assert_eq!(e.path, "control.adminGids[0]");
+    }
+
+    #[test]
+    fn federation_peers_are_full_relay_addresses_merged_by_peer_id() {
+        let id = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let c = parse_str(&format!(
+            r#"{{"federation":{{"peers":["/ip4/198.51.100.9/tcp/4001/p2p/{id}",
+                "/dns4/eu.example.com/tcp/4002/ws/p2p/{id}",
+                "/ip4/198.51.100.9/tcp/4001/p2p/{id}"]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.federation.peers.len(), 1);
+        assert_eq!(c.federation.peers[0].peer_id.to_string(), id);
+        let addrs: Vec<String> = c.federation.peers[0]
+            .addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                "/ip4/198.51.100.9/tcp/4001",
+                "/dns4/eu.example.com/tcp/4002/ws"
+            ]
+        );
+        assert_eq!(c.federation.redial_min, Duration::from_secs(1));
+        assert_eq!(c.federation.ping_interval, Duration::from_secs(5));
+
+        let e =
+            parse_str(r#"{"federation":{"peers":["/ip4/198.51.100.9/tcp/4001"]}}"#).unwrap_err();
+        assert_eq!(e.path, "federation.peers[0]");
+        assert!(e.message.contains("ending in /p2p/"), "{}", e.message);
+        let e = parse_str(&format!(
+            r#"{{"federation":{{"peers":["/ip4/198.51.100.9/udp/4001/p2p/{id}"]}}}}"#
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("/tcp/<port>"), "{}", e.message);
+        let e = parse_str(&format!(
+            r#"{{"federation":{{"peers":["/dns4/eu.example.com/tcp/443/wss/p2p/{id}"]}}}}"#
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("no TLS"), "{}", e.message);
+        let e = parse_str(r#"{"federation":{"redialMin":5000,"redialMax":2000}}"#).unwrap_err();
+        assert_eq!(e.path, "federation.redialMax");
+    }
+
+    #[test]
+    fn at_most_64_relays_are_federated() {
+        let peers: Vec<String> = (0..65)
+            .map(|i| {
+                let peer = libp2p::PeerId::random();
+                format!("\"/ip4/198.51.100.{i}/tcp/4001/p2p/{peer}\"")
+            })
+            .collect();
+        let e = parse_str(&format!(
+            r#"{{"federation":{{"peers":[{}]}}}}"#,
+            peers.join(",")
+        ))
+        .unwrap_err();
+        assert_eq!(e.path, "federation.peers[64]");
     }
 
     #[test]

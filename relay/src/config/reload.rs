@@ -46,6 +46,7 @@ pub fn differences(a: &RelayConfig, b: &RelayConfig) -> Vec<&'static str> {
             || (&a.control_admin_uids, &a.control_admin_gids)
                 != (&b.control_admin_uids, &b.control_admin_gids),
     );
+    check("federation", a.federation != b.federation);
     check("runtime.threads", a.runtime_threads != b.runtime_threads);
     check(
         "journal",

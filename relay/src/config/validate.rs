@@ -12,6 +12,7 @@ use super::{
     defaults, file, CircuitLimits, GossipConfig, HopConfig, Invalid, LogFormat, Overrides,
     RelayConfig, RequestRate, SourceLimits,
 };
+use super::{FederatedRelay, FederationConfig};
 
 /// Placeholders of the guide's sample config, with what to put in their place.
 const PLACEHOLDERS: [(&str, &str); 3] = [
@@ -241,6 +242,7 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
     let journal = raw.journal.unwrap_or_default();
     let journal_max_events = defaults::JOURNAL_MAX_EVENTS.check(journal.max_events)?;
     let journal_max_bytes = defaults::JOURNAL_MAX_BYTES.check(journal.max_bytes)?;
+    let federation = federation_config(raw.federation.unwrap_or_default())?;
 
     Ok(RelayConfig {
         overrides: Overrides::default(),
@@ -254,6 +256,7 @@ pub(super) fn validate(raw: file::ConfigFile) -> Result<RelayConfig, Invalid> {
         journal_max_bytes,
         log_queue_lines,
         websocket_max_message_size,
+        federation,
         source: String::new(),
         listen,
         announce,
@@ -597,6 +600,82 @@ fn check_announce_addr(path: &str, addr: &Multiaddr) -> Result<(), Invalid> {
             ),
         ))
     }
+}
+
+/// `federation`: each peer a full address of another relay, ending in its
+/// peer id; several addresses of one relay become one entry.
+fn federation_config(raw: file::Federation) -> Result<FederationConfig, Invalid> {
+    let listed = multiaddrs("federation.peers", &raw.peers.unwrap_or_default())?;
+    let mut peers: Vec<FederatedRelay> = Vec::new();
+    for (i, addr) in listed.into_iter().enumerate() {
+        let path = format!("federation.peers[{i}]");
+        let (transport, peer_id) = split_peer(&path, addr)?;
+        let full = peers.len() == defaults::FEDERATION_PEERS_MAX;
+        match peers.iter_mut().find(|p| p.peer_id == peer_id) {
+            Some(p) if p.addrs.contains(&transport) => {}
+            Some(p) => p.addrs.push(transport),
+            None if full => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "at most {} relays may be federated (a larger fleet peers through hubs: see README), got more",
+                        defaults::FEDERATION_PEERS_MAX
+                    ),
+                ))
+            }
+            None => peers.push(FederatedRelay {
+                peer_id,
+                addrs: vec![transport],
+            }),
+        }
+    }
+    let redial_min = defaults::FEDERATION_REDIAL_MIN.check(raw.redial_min)?;
+    let redial_max = defaults::FEDERATION_REDIAL_MAX.check(raw.redial_max)?;
+    if redial_max < redial_min {
+        return Err(invalid(
+            "federation.redialMax",
+            format!("must not be less than redialMin ({redial_min}), got {redial_max}"),
+        ));
+    }
+    let ping_interval = defaults::FEDERATION_PING_INTERVAL.check(raw.ping_interval)?;
+    Ok(FederationConfig {
+        peers,
+        redial_min: Duration::from_millis(redial_min),
+        redial_max: Duration::from_millis(redial_max),
+        ping_interval: Duration::from_millis(ping_interval),
+    })
+}
+
+/// A federated relay's address: a dialable transport address, then
+/// `/p2p/<peer id>`; returned apart.
+fn split_peer(path: &str, mut addr: Multiaddr) -> Result<(Multiaddr, libp2p::PeerId), Invalid> {
+    let shown = addr.to_string();
+    let Some(Protocol::P2p(peer_id)) = addr.pop() else {
+        return Err(invalid(
+            path,
+            format!(
+                "expected the relay's full address ending in /p2p/<its peer id>, got \"{shown}\""
+            ),
+        ));
+    };
+    check_announce_addr(path, &addr).map_err(|_| {
+        invalid(
+            path,
+            format!(
+                "expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>[/ws]/p2p/<peer id>, got \"{shown}\""
+            ),
+        )
+    })?;
+    if addr
+        .iter()
+        .any(|p| matches!(p, Protocol::Wss(_) | Protocol::Tls))
+    {
+        return Err(invalid(
+            path,
+            format!("this relay dials plain TCP or /ws only (no TLS), got \"{shown}\""),
+        ));
+    }
+    Ok((addr, peer_id))
 }
 
 fn expand_home(path: &str) -> Option<PathBuf> {

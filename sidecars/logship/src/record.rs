@@ -89,6 +89,7 @@ impl Record {
             | AddressBanned { .. }
             | RateLimited { .. }
             | AddressRateLimited { .. }
+            | FederationPeerDown { .. }
             | Gap { .. } => Level::Warn,
             Unknown { kind, .. } if kind == DROPPED => Level::Warn,
             _ => Level::Info,
@@ -193,6 +194,25 @@ impl Record {
             AddressRateLimited { address, what } => {
                 format!("{what} from {address} rate limited")
             }
+            FederationPeerUp {
+                peer_id,
+                remote_addr,
+                down_ms,
+            } => match down_ms {
+                Some(ms) => format!(
+                    "federated relay {peer_id} up again at {remote_addr} after {:.1} s down",
+                    *ms as f64 / 1000.0
+                ),
+                None => format!("federated relay {peer_id} up at {remote_addr}"),
+            },
+            FederationPeerDown {
+                peer_id,
+                cause,
+                up_ms,
+            } => format!(
+                "federated relay {peer_id} down ({cause}) after {:.1} s up",
+                *up_ms as f64 / 1000.0
+            ),
             ConfigReloaded {
                 applied,
                 restart_required,
