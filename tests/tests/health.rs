@@ -338,6 +338,9 @@ fn promtool_accepts_the_metrics_with_the_relay_up_and_down() {
         "bsv_p2p_relay_up",
         "bsv_p2p_health_scrape_errors_total",
         "process_resident_memory_bytes",
+        // Without federation: none configured, none in any state.
+        "bsv_p2p_federation_peers_configured",
+        "bsv_p2p_federation_peers{state=\"connected\"}",
     ] {
         assert!(
             up.body
@@ -357,10 +360,15 @@ fn promtool_accepts_the_metrics_with_the_relay_up_and_down() {
             "{name} has no HELP"
         );
     }
+    // Only a federated relay's peer id is ever a label value, and this
+    // relay federates with none.
     assert!(
         !up.body.contains("12D3KooW"),
         "no peer id may appear in the metrics"
     );
+    assert!(up
+        .body
+        .contains("\nbsv_p2p_federation_peers_configured 0\n"));
 
     drop(relay);
     let down = eventually("/metrics reports the relay down", SETTLE, || {
@@ -602,6 +610,27 @@ fn bad_settings_are_refused_with_exit_2_and_a_taken_port_with_exit_1() {
                 .to_string()
         )
     );
+    assert_eq!(
+        run(&["--socket", "/x.sock", "--federation-quorum", "65"], &[]),
+        (
+            Some(2),
+            "bsv-p2p-health: --federation-quorum: expected a number of federated relays \
+             from 0 to 64, got \"65\""
+                .to_string()
+        )
+    );
+    assert_eq!(
+        run(
+            &["--socket", "/x.sock"],
+            &[("BSV_P2P_HEALTH_FEDERATION_QUORUM", "all")]
+        ),
+        (
+            Some(2),
+            "bsv-p2p-health: BSV_P2P_HEALTH_FEDERATION_QUORUM: expected a number of \
+             federated relays from 0 to 64, got \"all\""
+                .to_string()
+        )
+    );
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let (code, stderr) = run(
@@ -613,4 +642,58 @@ fn bad_settings_are_refused_with_exit_2_and_a_taken_port_with_exit_1() {
         stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// `--federation-quorum` against a relay that federates with none: `/readyz`
+/// says the quorum cannot be met, while `/health` and `/livez` keep their
+/// meaning. (Quorums met and missed against federated relays are in
+/// `tests/tests/federation.rs`.)
+#[test]
+fn a_federation_quorum_the_relay_cannot_meet_keeps_readyz_at_503() {
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let relay = Relay::start(relay_config());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _health = Killed(
+        Command::new(health_bin())
+            .arg("--socket")
+            .arg(relay.socket())
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--federation-quorum", "1", "--max-age", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bsv-p2p-health"),
+    );
+    let ready = eventually(
+        "/readyz gives the federation's reason",
+        SETTLE,
+        || match http(port, "GET", "/readyz", &[]) {
+            Ok(a) if a.body.contains("federation:") => Ok(a),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(ready.code, 503);
+    assert_eq!(
+        ready.json(),
+        json!({
+            "status": "not_ready",
+            "reason": "federation: quorum of 1 but the relay reports no federated relays \
+                       (none in its federation.peers, or a relay older than control \
+                       protocol 1.5)"
+        })
+    );
+    assert_eq!(get(port, "/health").json()["status"], "healthy");
+    assert_eq!(get(port, "/livez").code, 200);
+    assert!(get(port, "/status").json().get("federation").is_none());
 }

@@ -37,6 +37,9 @@ pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5000;
 pub const FD_RESERVE: u64 = 64;
 /// The HTTP codec closes a connection that waits longer for a request head.
 const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
+/// The most relays a relay federates with (its `federation.peers`), so the
+/// largest quorum that can ever be met.
+pub const MAX_FEDERATED_RELAYS: usize = 64;
 
 pub const ENV_BIND: &str = "BSV_P2P_HEALTH_BIND";
 pub const ENV_SOCKET: &str = "BSV_P2P_HEALTH_SOCKET";
@@ -48,6 +51,7 @@ pub const ENV_MAX_CONNECTIONS: &str = "BSV_P2P_HEALTH_MAX_CONNECTIONS";
 pub const ENV_REQUEST_TIMEOUT: &str = "BSV_P2P_HEALTH_REQUEST_TIMEOUT_MS";
 pub const ENV_IDLE_TIMEOUT: &str = "BSV_P2P_HEALTH_IDLE_TIMEOUT_MS";
 pub const ENV_WRITE_TIMEOUT: &str = "BSV_P2P_HEALTH_WRITE_TIMEOUT_MS";
+pub const ENV_FEDERATION_QUORUM: &str = "BSV_P2P_HEALTH_FEDERATION_QUORUM";
 
 /// Health, readiness and Prometheus metrics for a bsv-p2p relay, read through its control socket.
 #[derive(FromArgs)]
@@ -79,6 +83,9 @@ pub struct Args {
     /// how long a client gets to take an answer, in milliseconds (default 5000; env BSV_P2P_HEALTH_WRITE_TIMEOUT_MS)
     #[argh(option)]
     pub write_timeout: Option<String>,
+    /// federated relays (federation.peers) that must be connected for /readyz to answer 200, 0 to 64; 0: not required (default 0; env BSV_P2P_HEALTH_FEDERATION_QUORUM)
+    #[argh(option)]
+    pub federation_quorum: Option<String>,
     /// log level: off, error, warn, info, debug or trace (default info; env BSV_P2P_HEALTH_LOG_LEVEL)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -98,6 +105,8 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// The bounds on HTTP connections.
     pub limits: Limits,
+    /// Federated relays that must be connected for `/readyz`; 0: none.
+    pub federation_quorum: usize,
     pub log_level: LevelFilter,
 }
 
@@ -218,6 +227,23 @@ impl HealthConfig {
             }
         }
 
+        let federation_quorum = match pick(
+            &args.federation_quorum,
+            "--federation-quorum",
+            ENV_FEDERATION_QUORUM,
+        ) {
+            None => 0,
+            Some((text, source)) => match text.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_FEDERATED_RELAYS => n,
+                _ => {
+                    return Err(format!(
+                        "{source}: expected a number of federated relays from 0 to \
+                         {MAX_FEDERATED_RELAYS}, got {text:?}"
+                    ))
+                }
+            },
+        };
+
         let log_level = match pick(&args.log_level, "--log-level", ENV_LOG_LEVEL) {
             None => LevelFilter::Info,
             Some((text, source)) => text.trim().parse().map_err(|_| {
@@ -236,6 +262,7 @@ impl HealthConfig {
                 idle_timeout,
                 write_timeout,
             },
+            federation_quorum,
             log_level,
         })
     }
@@ -284,7 +311,49 @@ mod tests {
                 write_timeout: Duration::from_millis(5000),
             }
         );
+        assert_eq!(c.federation_quorum, 0, "no quorum unless asked for");
         assert_eq!(c.log_level, LevelFilter::Info);
+    }
+
+    #[test]
+    fn the_federation_quorum_comes_from_the_flag_then_the_environment() {
+        let env = env_of(&[("HOME", "/h"), (ENV_FEDERATION_QUORUM, "2")]);
+        let c = HealthConfig::resolve(&args(&[]), &env, None).unwrap();
+        assert_eq!(c.federation_quorum, 2);
+        let c = HealthConfig::resolve(&args(&["--federation-quorum", " 64 "]), &env, None).unwrap();
+        assert_eq!(c.federation_quorum, 64);
+        let c = HealthConfig::resolve(&args(&["--federation-quorum", "0"]), &env, None).unwrap();
+        assert_eq!(
+            c.federation_quorum, 0,
+            "the flag turns the environment's off"
+        );
+    }
+
+    #[test]
+    fn a_bad_federation_quorum_is_refused_naming_its_source() {
+        let home = env_of(&[("HOME", "/h")]);
+        for (given, shown) in [("65", "\"65\""), ("-1", "\"-1\""), ("two", "\"two\"")] {
+            let e = HealthConfig::resolve(&args(&["--federation-quorum", given]), &home, None)
+                .unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "--federation-quorum: expected a number of federated relays from 0 to 64, \
+                     got {shown}"
+                )
+            );
+        }
+        let e = HealthConfig::resolve(
+            &args(&[]),
+            env_of(&[("HOME", "/h"), (ENV_FEDERATION_QUORUM, "")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "BSV_P2P_HEALTH_FEDERATION_QUORUM: expected a number of federated relays from 0 to \
+             64, got \"\""
+        );
     }
 
     #[test]

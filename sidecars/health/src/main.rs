@@ -83,8 +83,18 @@ async fn serve(config: HealthConfig) -> Result<(), String> {
         config.max_age.as_millis(),
         config.limits.max_connections
     );
+    if config.federation_quorum > 0 {
+        log::info!(
+            "/readyz requires {} federated relays connected (--federation-quorum)",
+            config.federation_quorum
+        );
+    }
     let gate = Gate::new(config.limits);
-    let app = routes::app(routes::Sidecar::new(link, gate.clone()));
+    let app = routes::app(routes::Sidecar::new(
+        link,
+        gate.clone(),
+        config.federation_quorum,
+    ));
     let mut incoming = listener.incoming();
     while let Some(stream) = incoming.next().await {
         match stream {

@@ -10,8 +10,11 @@
 //! `bsv_p2p_errors_total` among them), the sidecar's own `bsv_p2p_health_*`;
 //! base units (seconds, bytes) in the name; counters end in `_total`. Labels
 //! only take values from closed or slowly growing vocabularies (denial
-//! reasons, transports, error kinds, routes) — never peer ids. README.md
-//! lists every family.
+//! reasons, transports, error kinds, routes) — never a bot's peer id. The
+//! one peer id label is `peer_id` on the per-relay `bsv_p2p_federation_*`
+//! families: its values are the relays the operator lists in the relay's
+//! `federation.peers`, at most [`MAX_FEDERATED_RELAYS`]. README.md lists
+//! every family.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -20,8 +23,9 @@ use std::time::Duration;
 
 use bsv_p2p_proto::exposition::{Figures, MetricType, Source};
 use bsv_p2p_proto::process::Usage;
-use bsv_p2p_proto::{StatsResult, StatusResult};
+use bsv_p2p_proto::{FederationPeer, FederationState, StatsResult, StatusResult};
 
+use crate::config::MAX_FEDERATED_RELAYS;
 use crate::guard::Gate;
 use crate::link::Link;
 
@@ -223,8 +227,87 @@ impl Source for Relay {
             "Log lines the relay dropped because its log reader did not keep up.",
             stats.log.lines_dropped,
         )?;
-        Ok(())
+        federation(out, &stats.federation)
     }
+}
+
+/// Federation states, each written even at zero, so that
+/// `bsv_p2p_federation_peers{state="connected"} == 0` has a series to test.
+const FEDERATION_STATES: [FederationState; 3] = [
+    FederationState::Connected,
+    FederationState::Dialing,
+    FederationState::Waiting,
+];
+
+/// The relays this relay federates with. The two totals are always written
+/// (0 without federation, or from a relay older than control protocol 1.5,
+/// which reports none); the per-relay families have one sample per listed
+/// relay, so none then.
+fn federation(out: &mut Figures, peers: &[FederationPeer]) -> fmt::Result {
+    out.gauge(
+        "bsv_p2p_federation_peers_configured",
+        "Relays this relay federates with (its federation.peers, itself excluded); 0 when none are configured.",
+        peers.len(),
+    )?;
+    out.gauges(
+        "bsv_p2p_federation_peers",
+        "Federated relays by where this relay stands with each (connected, dialing, waiting to redial); all 0 when none are configured.",
+        "state",
+        FEDERATION_STATES.iter().map(|state| {
+            let n = peers.iter().filter(|p| p.state == *state).count();
+            (state.as_str(), n)
+        }),
+    )?;
+
+    // The relay caps federation.peers at 64; the sidecar holds its label
+    // values to that whatever it is sent.
+    let mut listed: Vec<&FederationPeer> = peers.iter().collect();
+    listed.sort_unstable_by(|a, b| a.peer_id.cmp(&b.peer_id));
+    listed.dedup_by(|a, b| a.peer_id == b.peer_id);
+    listed.truncate(MAX_FEDERATED_RELAYS);
+    let connected = |p: &FederationPeer| p.state == FederationState::Connected;
+    out.gauges(
+        "bsv_p2p_federation_peer_up",
+        "1 while this relay has a connection open to the federated relay, else 0 (dialing or waiting to redial).",
+        "peer_id",
+        listed
+            .iter()
+            .map(|p| (p.peer_id.as_str(), connected(p))),
+    )?;
+    out.gauges(
+        "bsv_p2p_federation_peer_rtt_seconds",
+        "Round trip of the last ping to the federated relay; absent while it is not connected and before its first ping.",
+        "peer_id",
+        listed.iter().filter(|p| connected(p)).filter_map(|p| {
+            p.rtt_micros
+                .map(|us| (p.peer_id.as_str(), us as f64 / 1e6))
+        }),
+    )?;
+    out.family(
+        "bsv_p2p_federation_messages_total",
+        "Gossip messages exchanged with the federated relay, by direction (in: first received from it; out: forwarded to it).",
+        MetricType::Counter,
+        listed.iter().flat_map(|p| {
+            [("in", p.messages_in), ("out", p.messages_out)].map(|(direction, n)| {
+                (
+                    vec![("peer_id", p.peer_id.as_str()), ("direction", direction)],
+                    n,
+                )
+            })
+        }),
+    )?;
+    out.counters(
+        "bsv_p2p_federation_peer_connects_total",
+        "Times the federated relay came up (a first connection after none) since the relay started.",
+        "peer_id",
+        listed.iter().map(|p| (p.peer_id.as_str(), p.ups)),
+    )?;
+    out.counters(
+        "bsv_p2p_federation_dial_failures_total",
+        "Dials of the federated relay that failed since the relay started.",
+        "peer_id",
+        listed.iter().map(|p| (p.peer_id.as_str(), p.dial_failures)),
+    )
 }
 
 /// What the sidecar itself knows, written whether or not the relay answered.
@@ -336,7 +419,46 @@ mod tests {
                 reservations: 1,
                 circuits: 0,
             },
+            federation: Vec::new(),
         }
+    }
+
+    /// A federated relay in `state`, with its counters set from `n`.
+    pub(crate) fn federated(id: &str, state: FederationState, n: u64) -> FederationPeer {
+        FederationPeer {
+            peer_id: id.into(),
+            addrs: vec![format!("/ip4/198.51.100.9/tcp/4001/p2p/{id}")],
+            state,
+            since: Timestamp::from_unix_millis(1_738_324_800_000),
+            remote_addr: None,
+            last_seen: None,
+            rtt_micros: None,
+            next_dial_at: None,
+            ups: n,
+            dial_failures: n * 2,
+            last_error: None,
+            messages_in: n * 10,
+            messages_out: n * 10 + 1,
+        }
+    }
+
+    fn render(stats: StatsResult) -> String {
+        let mut page = Page::new();
+        page.add(Relay {
+            status: Arc::new(status()),
+            stats: Arc::new(stats),
+        });
+        page.render(None).unwrap().1
+    }
+
+    /// The family's samples, in order.
+    fn samples<'t>(text: &'t str, family: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .collect()
     }
 
     fn rendered() -> String {
@@ -393,5 +515,121 @@ mod tests {
         // Known kinds are written at zero; label values are escaped.
         assert!(text.contains("bsv_p2p_errors_total{kind=\"incoming_connection\"} 0"));
         assert!(text.contains("bsv_p2p_errors_total{kind=\"journal_\\\"write\\\"\"} 1"));
+    }
+
+    #[test]
+    fn each_federated_relay_has_its_series_and_the_states_are_counted() {
+        let mut up = federated("12D3KooWFedA", FederationState::Connected, 3);
+        up.rtt_micros = Some(81_500);
+        up.remote_addr = Some("/ip4/198.51.100.9/tcp/4001".into());
+        // A relay that is not connected keeps the last RTT it measured;
+        // it is not reported as if it were current.
+        let mut waiting = federated("12D3KooWFedB", FederationState::Waiting, 0);
+        waiting.rtt_micros = Some(120_000);
+        waiting.dial_failures = 7;
+        let stats = StatsResult {
+            federation: vec![waiting, up],
+            ..StatsResult::default()
+        };
+        let text = render(stats);
+        let expect = |family: &str, lines: &[&str]| {
+            assert_eq!(samples(&text, family), lines, "{family} in\n{text}");
+        };
+        expect(
+            "bsv_p2p_federation_peers_configured",
+            &["bsv_p2p_federation_peers_configured 2"],
+        );
+        expect(
+            "bsv_p2p_federation_peers",
+            &[
+                "bsv_p2p_federation_peers{state=\"connected\"} 1",
+                "bsv_p2p_federation_peers{state=\"dialing\"} 0",
+                "bsv_p2p_federation_peers{state=\"waiting\"} 1",
+            ],
+        );
+        expect(
+            "bsv_p2p_federation_peer_up",
+            &[
+                "bsv_p2p_federation_peer_up{peer_id=\"12D3KooWFedA\"} 1",
+                "bsv_p2p_federation_peer_up{peer_id=\"12D3KooWFedB\"} 0",
+            ],
+        );
+        expect(
+            "bsv_p2p_federation_peer_rtt_seconds",
+            &["bsv_p2p_federation_peer_rtt_seconds{peer_id=\"12D3KooWFedA\"} 0.0815"],
+        );
+        expect(
+            "bsv_p2p_federation_messages_total",
+            &[
+                "bsv_p2p_federation_messages_total{peer_id=\"12D3KooWFedA\",direction=\"in\"} 30",
+                "bsv_p2p_federation_messages_total{peer_id=\"12D3KooWFedA\",direction=\"out\"} 31",
+                "bsv_p2p_federation_messages_total{peer_id=\"12D3KooWFedB\",direction=\"in\"} 0",
+                "bsv_p2p_federation_messages_total{peer_id=\"12D3KooWFedB\",direction=\"out\"} 1",
+            ],
+        );
+        expect(
+            "bsv_p2p_federation_peer_connects_total",
+            &[
+                "bsv_p2p_federation_peer_connects_total{peer_id=\"12D3KooWFedA\"} 3",
+                "bsv_p2p_federation_peer_connects_total{peer_id=\"12D3KooWFedB\"} 0",
+            ],
+        );
+        expect(
+            "bsv_p2p_federation_dial_failures_total",
+            &[
+                "bsv_p2p_federation_dial_failures_total{peer_id=\"12D3KooWFedA\"} 6",
+                "bsv_p2p_federation_dial_failures_total{peer_id=\"12D3KooWFedB\"} 7",
+            ],
+        );
+        assert!(text.contains("# TYPE bsv_p2p_federation_messages_total counter\n"));
+        assert!(text.contains("# TYPE bsv_p2p_federation_peer_up gauge\n"));
+    }
+
+    #[test]
+    fn without_federation_zero_is_configured_and_no_relay_is_named() {
+        let text = render(StatsResult::default());
+        assert_eq!(
+            samples(&text, "bsv_p2p_federation_peers_configured"),
+            ["bsv_p2p_federation_peers_configured 0"]
+        );
+        assert_eq!(
+            samples(&text, "bsv_p2p_federation_peers"),
+            [
+                "bsv_p2p_federation_peers{state=\"connected\"} 0",
+                "bsv_p2p_federation_peers{state=\"dialing\"} 0",
+                "bsv_p2p_federation_peers{state=\"waiting\"} 0",
+            ]
+        );
+        for family in [
+            "bsv_p2p_federation_peer_up",
+            "bsv_p2p_federation_peer_rtt_seconds",
+            "bsv_p2p_federation_messages_total",
+            "bsv_p2p_federation_peer_connects_total",
+            "bsv_p2p_federation_dial_failures_total",
+        ] {
+            assert!(samples(&text, family).is_empty(), "{family} in\n{text}");
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        }
+        assert!(!text.contains("peer_id"), "{text}");
+    }
+
+    #[test]
+    fn the_peer_id_label_holds_at_most_64_relays() {
+        let federation = (0..70)
+            .map(|i| federated(&format!("12D3KooWFed{i:02}"), FederationState::Dialing, 1))
+            .collect();
+        let text = render(StatsResult {
+            federation,
+            ..StatsResult::default()
+        });
+        assert_eq!(samples(&text, "bsv_p2p_federation_peer_up").len(), 64);
+        assert_eq!(
+            samples(&text, "bsv_p2p_federation_messages_total").len(),
+            128
+        );
+        assert!(text.contains("\nbsv_p2p_federation_peers_configured 70\n"));
+        assert!(text.contains("bsv_p2p_federation_peers{state=\"dialing\"} 70\n"));
+        assert!(text.contains("{peer_id=\"12D3KooWFed63\"}"));
+        assert!(!text.contains("{peer_id=\"12D3KooWFed64\"}"));
     }
 }
