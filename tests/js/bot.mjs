@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // A js-libp2p 3.x test bot, modelled on the real bot daemon: it sits behind
-// NAT (no listening socket of its own), dials one relay, reserves a slot there
-// (circuit relay v2), serves an echo protocol to peers reaching it through the
-// relay, and gossips. It is driven by JSON lines on stdin and reports JSON
+// NAT (no listening socket of its own), dials its relays (one or several, as
+// the daemon's list), reserves a slot on one of them (circuit relay v2; more
+// with --reservations) and moves it to another when that relay goes away,
+// serves an echo protocol to peers reaching it through a relay, and gossips. It is driven by JSON lines on stdin and reports JSON
 // lines on stdout; see README.md for the protocol. Diagnostics go to stderr.
 import { createHash, randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
@@ -53,9 +54,9 @@ function log (...args) {
 
 function usage (msg) {
   if (msg != null) console.error(`bot.mjs: ${msg}`)
-  console.error('usage: node bot.mjs --relay <multiaddr incl. /p2p/ID> [--transport tcp|ws|any] ' +
-    '[--monitor-interval-ms 10000] [--topics t1,t2] [--no-reserve] [--gossip-on-limited] [--key-seed S] ' +
-    '[--listen MULTIADDR]... [--dcutr]')
+  console.error('usage: node bot.mjs --relay <multiaddr incl. /p2p/ID>... [--reservations 1] ' +
+    '[--transport tcp|ws|any] [--monitor-interval-ms 10000] [--topics t1,t2] [--no-reserve] ' +
+    '[--gossip-on-limited] [--key-seed S] [--listen MULTIADDR]... [--dcutr]')
   process.exit(2)
 }
 
@@ -63,7 +64,8 @@ let args
 try {
   args = parseArgs({
     options: {
-      relay: { type: 'string' },
+      relay: { type: 'string', multiple: true, default: [] },
+      reservations: { type: 'string', default: '1' },
       transport: { type: 'string', default: 'any' },
       'monitor-interval-ms': { type: 'string', default: '10000' },
       topics: { type: 'string', default: DEFAULT_TOPICS },
@@ -80,26 +82,35 @@ try {
   usage(err.message)
 }
 if (args.help) usage()
-if (args.relay == null) usage('--relay is required')
+if (args.relay.length === 0) usage('--relay is required')
 
-let relayAddr
-try {
-  relayAddr = multiaddr(args.relay)
-} catch (err) {
-  usage(`--relay: ${err.message}`)
-}
 /** The peer an address leads to: its last /p2p component (a circuit address
  * names the relay first, then the destination). */
 function lastPeerId (ma) {
   return ma.getComponents().findLast(c => c.name === 'p2p')?.value
 }
-const relayPeer = lastPeerId(relayAddr)
-if (relayPeer == null) usage('--relay must end in /p2p/<relay peer id>')
-const relayIsWs = relayAddr.getComponents().some(c => c.name === 'ws' || c.name === 'wss')
 if (!['tcp', 'ws', 'any'].includes(args.transport)) usage('--transport must be tcp, ws or any')
-if ((args.transport === 'tcp' && relayIsWs) || (args.transport === 'ws' && !relayIsWs)) {
-  usage(`--transport ${args.transport} cannot dial --relay ${args.relay}`)
-}
+// --relay, once or several times: the relays the bot dials at start (the
+// daemon's list of relays), each { text, addr, peer }.
+const relays = args.relay.map((text) => {
+  let addr
+  try {
+    addr = multiaddr(text)
+  } catch (err) {
+    usage(`--relay ${text}: ${err.message}`)
+  }
+  const peer = lastPeerId(addr)
+  if (peer == null) usage(`--relay ${text} must end in /p2p/<relay peer id>`)
+  const isWs = addr.getComponents().some(c => c.name === 'ws' || c.name === 'wss')
+  if ((args.transport === 'tcp' && isWs) || (args.transport === 'ws' && !isWs)) {
+    usage(`--transport ${args.transport} cannot dial --relay ${text}`)
+  }
+  return { text, addr, peer }
+})
+// How many relays to hold a reservation on at once: one per /p2p-circuit
+// listen address (the circuit transport has no other setting for it).
+const reservations = Number(args.reservations)
+if (!Number.isInteger(reservations) || reservations < 1) usage('--reservations must be a positive integer')
 const monitorIntervalMs = Number(args['monitor-interval-ms'])
 if (!Number.isInteger(monitorIntervalMs) || monitorIntervalMs <= 0) usage('--monitor-interval-ms must be a positive integer')
 const topics = args.topics.split(',').map(t => t.trim()).filter(t => t !== '')
@@ -130,7 +141,8 @@ const node = await createLibp2p({
     // circuit transport reserve a slot on a relay it is connected to (the
     // relay is found through identify: it advertises the HOP protocol).
     // --listen (the NAT lab) adds sockets of its own, for DCUtR to dial.
-    listen: [...args.listen, ...(args['no-reserve'] ? [] : ['/p2p-circuit'])]
+    // Each '/p2p-circuit' is one reservation slot (--reservations of them).
+    listen: [...args.listen, ...(args['no-reserve'] ? [] : Array(reservations).fill('/p2p-circuit'))]
   },
   transports,
   connectionEncrypters: [noise()],
@@ -229,17 +241,42 @@ node.addEventListener('connection:close', (evt) => {
   emit({ event: 'connection_close', peer: c.remotePeer.toString(), addr: c.remoteAddr.toString(), id: c.id })
 })
 
-// A reservation shows as a /p2p-circuit address among our own addresses.
+// A reservation shows as /p2p-circuit addresses among our own addresses,
+// each naming its relay (`<relay addr>/p2p/<relay id>/p2p-circuit`).
 function circuitAddrs () {
   return node.getMultiaddrs().map(ma => ma.toString()).filter(s => s.includes('/p2p-circuit'))
+}
+/** The relay a circuit address of ours goes through. */
+function relayOf (addr) {
+  return lastPeerId(multiaddr(addr.slice(0, addr.indexOf('/p2p-circuit'))))
+}
+/** Circuit addresses grouped by relay: Map relay id -> [addr]. */
+function byRelay (addrs) {
+  const m = new Map()
+  for (const a of addrs) {
+    const r = relayOf(a) ?? '?'
+    m.set(r, [...(m.get(r) ?? []), a])
+  }
+  return m
 }
 let reservedAddrs = []
 function checkReservation () {
   const now = circuitAddrs()
+  const before = byRelay(reservedAddrs)
+  const after = byRelay(now)
+  const at = Date.now()
+  // Per relay first: a reservation lost on one relay, then one taken on
+  // another (a failover), in that order when both show at once.
+  for (const [relay] of before) {
+    if (!after.has(relay) && !stopping) emit({ event: 'relay_reservation_lost', relay, at })
+  }
+  for (const [relay, addrs] of after) {
+    if (!before.has(relay)) emit({ event: 'relay_reserved', relay, addrs, at })
+  }
   if (now.length > 0 && now.join() !== reservedAddrs.join()) {
-    emit({ event: 'reserved', addrs: now })
+    emit({ event: 'reserved', addrs: now, relays: [...after.keys()], at })
   } else if (now.length === 0 && reservedAddrs.length > 0 && !stopping) {
-    emit({ event: 'reservation_lost' })
+    emit({ event: 'reservation_lost', relays: [...before.keys()], at })
   }
   reservedAddrs = now
 }
@@ -262,22 +299,43 @@ node.services.pubsub.addEventListener('message', (evt) => {
 })
 for (const t of topics) node.services.pubsub.subscribe(t)
 
+// The connection manager gave up redialling a keep-alive peer (after its
+// retries); it dropped the peer's keep-alive tags and dials it no more.
+node.addEventListener('peer:reconnect-failure', (evt) => {
+  if (!stopping) emit({ event: 'reconnect_failed', peer: evt.detail.toString(), at: Date.now() })
+})
+
 await node.start()
 emit({ event: 'started', peerId: node.peerId.toString() })
 
-// Tag the relay keep-alive: the connection manager then redials it when the
-// connection drops (as the real daemon keeps its relay), and the reservation
-// is taken again once it is back.
-try {
-  await node.peerStore.merge(peerIdFromString(relayPeer), {
-    multiaddrs: [relayAddr.decapsulateCode(421)],
+/** Tags `relay` keep-alive and dials it: the connection manager then redials
+ * it when the connection drops (as the real daemon keeps its relays), 5
+ * retries 1 s apart doubling, and the circuit transport, told by identify
+ * that the peer is a relay, reserves there if it has a slot free. */
+async function dialRelay (relay, signal) {
+  await node.peerStore.merge(peerIdFromString(relay.peer), {
+    multiaddrs: [relay.addr.decapsulateCode(421)],
     tags: { [KEEP_ALIVE]: { value: 1 } }
   })
-  const conn = await node.dial(relayAddr, { signal: AbortSignal.timeout(30_000) })
-  emit({ event: 'relay_connected', peer: relayPeer, addr: conn.remoteAddr.toString() })
-} catch (err) {
-  emit({ event: 'error', error: `cannot dial relay ${args.relay}: ${err.message}` })
-  await shutdown(1)
+  const conn = await node.dial(relay.addr, { signal })
+  emit({ event: 'relay_connected', peer: relay.peer, addr: conn.remoteAddr.toString() })
+  return conn
+}
+
+// Every relay at once, as the daemon dials its list. A relay that cannot be
+// reached is reported and the bot goes on with the others; it exits only
+// when it reaches none.
+{
+  const dials = await Promise.allSettled(relays.map(r => dialRelay(r, AbortSignal.timeout(30_000))))
+  const failed = dials.flatMap((d, i) => d.status === 'rejected' ? [[relays[i], d.reason]] : [])
+  if (failed.length === relays.length) {
+    const why = failed.map(([r, err]) => `cannot dial relay ${r.text}: ${err.message}`).join('; ')
+    emit({ event: 'error', error: why })
+    await shutdown(1)
+  }
+  for (const [r, err] of failed) {
+    emit({ event: 'relay_unreachable', peer: r.peer, addr: r.text, error: describe(err) })
+  }
 }
 
 // ---------------------------------------------------------------- helpers
@@ -468,7 +526,23 @@ const commands = {
 
   async reservation () {
     const addrs = circuitAddrs()
-    return { reserved: addrs.length > 0, addrs }
+    return { reserved: addrs.length > 0, addrs, relays: [...byRelay(addrs).keys()] }
+  },
+
+  // Dials a peer (a relay, say, that the connection manager gave up on): a
+  // relay reached this way is reserved on if a slot is free. With `relay:
+  // true`, it is tagged keep-alive as the --relay ones are.
+  async dial (cmd, signal) {
+    const start = performance.now()
+    if (cmd.relay === true) {
+      const addr = multiaddr(cmd.addr)
+      const peer = lastPeerId(addr)
+      if (peer == null) throw new Error('addr must end in /p2p/<peer id>')
+      const conn = await dialRelay({ text: cmd.addr, addr, peer }, signal)
+      return { peer, addr: conn.remoteAddr.toString(), connection: conn.id, ms: Math.round(performance.now() - start) }
+    }
+    const conn = await node.dial(target(cmd.addr), { signal })
+    return { peer: conn.remotePeer.toString(), addr: conn.remoteAddr.toString(), connection: conn.id, ms: Math.round(performance.now() - start) }
   },
 
   // The bot runs no ping service, so this speaks /ipfs/ping/1.0.0 itself:

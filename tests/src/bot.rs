@@ -44,6 +44,13 @@ fn js_dir() -> PathBuf {
 pub struct BotOptions {
     /// The relay's multiaddr, ending with `/p2p/<relay peer id>`.
     pub relay: Multiaddr,
+    /// More relays the bot dials at start besides `relay` (each a further
+    /// `--relay`), as the daemon lists several: see [`BotOptions::relays`].
+    pub more_relays: Vec<Multiaddr>,
+    /// `--reservations`: how many relays to hold a reservation on at once
+    /// (one `/p2p-circuit` listen address each); 1, the library's and the
+    /// daemon's, by default.
+    pub reservations: u32,
     /// `tcp`, `ws` or `any`.
     pub transport: &'static str,
     /// The connection monitor's ping interval (the daemon's is 10 s).
@@ -64,14 +71,19 @@ pub struct BotOptions {
     pub dcutr: bool,
 }
 
+fn is_ws(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::Ws(_)))
+}
+
 impl BotOptions {
     /// A bot that dials `relay` over the transport its address names.
     pub fn new(relay: Multiaddr) -> BotOptions {
-        let ws = relay
-            .iter()
-            .any(|p| matches!(p, libp2p::multiaddr::Protocol::Ws(_)));
+        let ws = is_ws(&relay);
         BotOptions {
             relay,
+            more_relays: Vec::new(),
+            reservations: 1,
             transport: if ws { "ws" } else { "tcp" },
             monitor_interval: Duration::from_secs(10),
             no_reserve: false,
@@ -81,6 +93,27 @@ impl BotOptions {
             listen: Vec::new(),
             dcutr: false,
         }
+    }
+
+    /// A bot that dials every relay in `relays` at start (the first is
+    /// [`BotOptions::relay`]) and reserves on one of them, over the
+    /// transports their addresses name (`any` when they mix TCP and
+    /// WebSocket). Panics on an empty list.
+    pub fn relays(relays: Vec<Multiaddr>) -> BotOptions {
+        let mut relays = relays.into_iter();
+        let first = relays.next().expect("at least one relay");
+        let mut options = BotOptions::new(first);
+        options.more_relays = relays.collect();
+        let first_ws = options.transport == "ws";
+        if options.more_relays.iter().any(|r| is_ws(r) != first_ws) {
+            options.transport = "any";
+        }
+        options
+    }
+
+    /// Every relay the bot dials at start, `relay` first.
+    pub fn all_relays(&self) -> impl Iterator<Item = &Multiaddr> {
+        std::iter::once(&self.relay).chain(&self.more_relays)
     }
 }
 
@@ -111,6 +144,13 @@ pub fn peer_id_of_seed(seed: &str) -> PeerId {
     key.public().to_peer_id()
 }
 
+/// When a bot event happened: its `at` field (the bot's wall clock, ms
+/// since the epoch), on the same clock as [`std::time::SystemTime`].
+pub fn event_time(event: &Value) -> Option<std::time::SystemTime> {
+    let ms = event["at"].as_u64()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
 /// A running bot process.
 pub struct Bot {
     child: Child,
@@ -122,8 +162,9 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// Starts a bot and waits until it is connected to its relay (not yet
-    /// reserved: see [`Bot::wait_reserved`]).
+    /// Starts a bot and waits until it is connected to its relay (to one of
+    /// them when it has several; not yet reserved: see
+    /// [`Bot::wait_reserved`] and [`Bot::wait_relay_reserved`]).
     pub fn start(options: BotOptions) -> Bot {
         // `ip netns exec` execs node in place: the pid stays the bot's.
         let mut cmd = match &options.netns {
@@ -134,11 +175,15 @@ impl Bot {
             }
             None => Command::new(node_bin()),
         };
-        cmd.current_dir(js_dir())
-            .arg("bot.mjs")
-            .arg("--relay")
-            .arg(options.relay.to_string())
-            .args(["--transport", options.transport])
+        cmd.current_dir(js_dir()).arg("bot.mjs");
+        for relay in options.all_relays() {
+            cmd.arg("--relay").arg(relay.to_string());
+        }
+        if options.reservations != 1 {
+            cmd.arg("--reservations")
+                .arg(options.reservations.to_string());
+        }
+        cmd.args(["--transport", options.transport])
             .arg("--monitor-interval-ms")
             .arg(options.monitor_interval.as_millis().to_string());
         if options.no_reserve {
@@ -259,6 +304,39 @@ impl Bot {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Waits for a reservation on the relay `relay` (its peer id) reported
+    /// at event index `mark` or later: the `relay_reserved` event, whose
+    /// `at` is the bot's wall clock in ms since the epoch ([`event_time`]).
+    pub fn wait_relay_reserved(
+        &self,
+        mark: usize,
+        relay: &str,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        self.wait_for_after(
+            mark,
+            "relay_reserved",
+            |e| e["relay"].as_str() == Some(relay),
+            timeout,
+        )
+    }
+
+    /// The relays the bot holds a reservation on now, as its events tell
+    /// (`relay_reserved` minus later `relay_reservation_lost`), in the order
+    /// it took them.
+    pub fn reserved_relays(&self) -> Vec<String> {
+        let mut held: Vec<String> = Vec::new();
+        for e in self.events() {
+            let relay = e["relay"].as_str().unwrap_or_default().to_string();
+            match e["event"].as_str() {
+                Some("relay_reserved") if !held.contains(&relay) => held.push(relay),
+                Some("relay_reservation_lost") => held.retain(|r| *r != relay),
+                _ => {}
+            }
+        }
+        held
     }
 
     /// Sends `cmd` (an object with a `cmd` field; an `id` and a `timeout_ms`
