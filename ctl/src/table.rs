@@ -109,7 +109,29 @@ pub fn status(s: &proto::StatusResult) -> String {
     for a in &s.relay_addrs {
         let _ = writeln!(out, "bots dial      {a}");
     }
+    for f in &s.federation {
+        let _ = writeln!(out, "federated      {}", federated(f));
+    }
     out
+}
+
+/// One federated relay on a line: who, how it stands, since when, its round
+/// trip and the gossip each way.
+fn federated(f: &proto::FederationPeer) -> String {
+    let mut line = format!("{} {} since {}", f.peer_id, f.state.as_str(), f.since);
+    if let Some(rtt) = f.rtt_micros {
+        let _ = write!(line, ", rtt {:.1} ms", rtt as f64 / 1000.0);
+    }
+    let _ = write!(line, ", gossip in {} out {}", f.messages_in, f.messages_out);
+    if f.state != proto::FederationState::Connected {
+        if let Some(at) = &f.next_dial_at {
+            let _ = write!(line, ", next dial {at}");
+        }
+        if let Some(e) = &f.last_error {
+            let _ = write!(line, " ({e})");
+        }
+    }
+    line
 }
 
 pub fn stats(s: &proto::StatsResult) -> String {
@@ -164,6 +186,9 @@ pub fn stats(s: &proto::StatsResult) -> String {
         "events                 last seq {}, {} in journal",
         s.events.last_seq, s.events.journal_len
     );
+    for f in &s.federation {
+        let _ = writeln!(out, "federated              {}", federated(f));
+    }
     out
 }
 

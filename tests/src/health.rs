@@ -169,22 +169,33 @@ impl Health {
     }
 
     pub fn start_on(socket: &Path, port: u16) -> Health {
-        Health::spawn(socket, port, None, Some(TEST_MAX_AGE_MS))
+        Health::spawn(socket, port, None, Some(TEST_MAX_AGE_MS), &[])
+    }
+
+    /// Started with these further options (`--federation-quorum 2`, …).
+    pub fn start_with_args(socket: &Path, args: &[&str]) -> Health {
+        Health::spawn(socket, free_port(), None, Some(TEST_MAX_AGE_MS), args)
     }
 
     /// Started with `--max-age max_age` (None: the sidecar's own default),
     /// as the benchmark runs it.
     pub fn start_with_max_age(socket: &Path, max_age: Option<u64>) -> Health {
-        Health::spawn(socket, free_port(), None, max_age)
+        Health::spawn(socket, free_port(), None, max_age, &[])
     }
 
     /// Started with its soft limit on open files (`ulimit -n`) set to
     /// `limit`, as a container might run it.
     pub fn start_with_open_files(socket: &Path, limit: u64) -> Health {
-        Health::spawn(socket, free_port(), Some(limit), Some(TEST_MAX_AGE_MS))
+        Health::spawn(socket, free_port(), Some(limit), Some(TEST_MAX_AGE_MS), &[])
     }
 
-    fn spawn(socket: &Path, port: u16, open_files: Option<u64>, max_age: Option<u64>) -> Health {
+    fn spawn(
+        socket: &Path,
+        port: u16,
+        open_files: Option<u64>,
+        max_age: Option<u64>,
+        args: &[&str],
+    ) -> Health {
         let dir = ScratchDir::new("health");
         let log = std::fs::File::create(dir.join("health.log")).expect("log file");
         let mut command = Command::new(health_bin());
@@ -192,6 +203,7 @@ impl Health {
             .arg("--socket")
             .arg(socket)
             .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);

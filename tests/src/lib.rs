@@ -10,6 +10,7 @@ pub mod bot;
 pub mod child;
 pub mod client;
 pub mod ctl;
+pub mod fleet;
 pub mod health;
 pub mod holder;
 pub mod hop;
