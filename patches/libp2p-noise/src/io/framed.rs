@@ -47,10 +47,11 @@ static_assertions::const_assert! {
 pub(crate) struct Codec<S> {
     session: S,
 
-    // We reuse write and encryption buffers across multiple messages to avoid reallocations.
+    // We reuse the write buffer across multiple messages to avoid reallocations.
     // We cannot reuse read and decryption buffers because we cannot return borrowed data.
+    // PATCH: no encryption buffer; `encrypt` writes the ciphertext straight
+    // into the frame.
     write_buffer: BytesMut,
-    encrypt_buffer: BytesMut,
 }
 
 impl<S> Codec<S> {
@@ -58,7 +59,6 @@ impl<S> Codec<S> {
         Codec {
             session,
             write_buffer: BytesMut::default(),
-            encrypt_buffer: BytesMut::default(),
         }
     }
 }
@@ -110,12 +110,9 @@ impl Encoder for Codec<snow::HandshakeState> {
         item.write_message(&mut writer)
             .expect("Protobuf encoding to succeed");
 
-        encrypt(
-            &self.write_buffer[..item_size],
-            dst,
-            &mut self.encrypt_buffer,
-            |item, buffer| self.session.write_message(item, buffer),
-        )?;
+        encrypt(&self.write_buffer[..item_size], dst, |item, buffer| {
+            self.session.write_message(item, buffer)
+        })?;
 
         Ok(())
     }
@@ -151,7 +148,7 @@ impl Encoder for Codec<snow::TransportState> {
     type Item<'a> = &'a [u8];
 
     fn encode(&mut self, item: Self::Item<'_>, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        encrypt(item, dst, &mut self.encrypt_buffer, |item, buffer| {
+        encrypt(item, dst, |item, buffer| {
             self.session.write_message(item, buffer)
         })
     }
@@ -168,24 +165,37 @@ impl Decoder for Codec<snow::TransportState> {
     }
 }
 
-/// Encrypts the given cleartext to `dst`.
+/// Encrypts the given cleartext to `dst`, as a length-prefixed frame.
 ///
-/// This is a standalone function to allow us reusing the `encrypt_buffer` and to use to across
-/// different session states of the noise protocol.
+/// This is a standalone function so we can use it across different session states of the noise
+/// protocol.
+///
+/// PATCH: the ciphertext is written in place into `dst` behind room for its
+/// length, which is filled in afterwards. A separate encryption buffer cost
+/// a copy of every frame and kept up to 65 KiB per connection that ever
+/// carried bulk data.
 fn encrypt(
     cleartext: &[u8],
     dst: &mut BytesMut,
-    encrypt_buffer: &mut BytesMut,
     encrypt_fn: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, snow::Error>,
 ) -> io::Result<()> {
     tracing::trace!("Encrypting {} bytes", cleartext.len());
 
-    encrypt_buffer.resize(cleartext.len() + EXTRA_ENCRYPT_SPACE, 0);
-    let n = encrypt_fn(cleartext, encrypt_buffer).map_err(into_io_error)?;
+    let start = dst.len();
+    let body = start + U16_LENGTH;
+    dst.resize(body + cleartext.len() + EXTRA_ENCRYPT_SPACE, 0);
+    let n = match encrypt_fn(cleartext, &mut dst[body..]) {
+        Ok(n) => n,
+        Err(e) => {
+            dst.truncate(start);
+            return Err(into_io_error(e));
+        }
+    };
 
     tracing::trace!("Outgoing ciphertext has {n} bytes");
 
-    encode_length_prefixed(&encrypt_buffer[..n], dst);
+    dst.truncate(body + n);
+    dst[start..body].copy_from_slice(&(n as u16).to_be_bytes());
 
     Ok(())
 }
@@ -218,12 +228,6 @@ fn into_io_error(err: snow::Error) -> io::Error {
 }
 
 const U16_LENGTH: usize = size_of::<u16>();
-
-fn encode_length_prefixed(src: &[u8], dst: &mut BytesMut) {
-    dst.reserve(U16_LENGTH + src.len());
-    dst.extend_from_slice(&(src.len() as u16).to_be_bytes());
-    dst.extend_from_slice(src);
-}
 
 fn decode_length_prefixed(src: &mut BytesMut) -> Option<Bytes> {
     if src.len() < size_of::<u16>() {

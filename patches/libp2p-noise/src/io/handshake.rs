@@ -29,6 +29,7 @@ pub(super) mod proto {
 use std::{collections::HashSet, io, mem};
 
 use asynchronous_codec::Framed;
+use bytes::BytesMut;
 use futures::prelude::*;
 use libp2p_identity as identity;
 use multihash::Multihash;
@@ -166,7 +167,14 @@ where
         .expect("We just set it to `Some`")
         .into_transport()?;
 
-    let parts = parts.map_codec(|_| codec);
+    let mut parts = parts.map_codec(|_| codec);
+    // PATCH: `Framed` made its read and write buffers 8 KiB each for the
+    // handshake; a session keeps them for its whole life, 16 KiB per
+    // connection even while idle. Carry over only what they hold (usually
+    // nothing): the buffers then grow with the traffic the connection
+    // actually carries, a few hundred bytes for a mostly idle one.
+    parts.read_buffer = BytesMut::from(&parts.read_buffer[..]);
+    parts.write_buffer = BytesMut::from(&parts.write_buffer[..]);
     let framed = Framed::from_parts(parts);
 
     Ok((pubkey, framed))
