@@ -2924,7 +2924,19 @@ where
         }
 
         tracing::debug!(peer=%peer_id, "New peer connected");
-        // We need to send our subscriptions to the newly-connected node.
+        // PATCH: our subscriptions are sent once the peer is known to speak
+        // a pubsub protocol (its first `HandlerEvent::PeerKind`), not here:
+        // queued to a peer that never speaks it, they would sit in its send
+        // queue for the connection's life (~9 KiB a peer) and the handler
+        // would negotiate a stream that can only be refused.
+    }
+
+    /// PATCH: sends our subscriptions to a peer that has just shown it
+    /// speaks a pubsub protocol.
+    fn announce_subscriptions(&mut self, peer_id: PeerId) {
+        if self.blacklisted_peers.contains(&peer_id) {
+            return;
+        }
         for topic_hash in self.mesh.clone().into_keys() {
             self.send_message(peer_id, RpcOut::Subscribe(topic_hash));
         }
@@ -3169,6 +3181,9 @@ where
                     );
                     if let PeerKind::Floodsub = conn.kind {
                         conn.kind = kind;
+                        // PATCH: the first pubsub stream of this peer (see
+                        // `on_connection_established`).
+                        self.announce_subscriptions(propagation_source);
                     }
                 }
             }
