@@ -1152,7 +1152,8 @@ where
                 connection,
             } => match connection {
                 CloseConnection::One(connection_id) => {
-                    if let Some(conn) = self.pool.get_established(connection_id) {
+                    // PATCH: by peer, see `Pool::get_established_of`.
+                    if let Some(conn) = self.pool.get_established_of(peer_id, connection_id) {
                         conn.start_close();
                     }
                 }
@@ -1204,7 +1205,8 @@ where
                 // previous iteration to the connection handler(s).
                 Some((peer_id, handler, event)) => match handler {
                     PendingNotifyHandler::One(conn_id) => {
-                        match this.pool.get_established(conn_id) {
+                        // PATCH: by peer, see `Pool::get_established_of`.
+                        match this.pool.get_established_of(peer_id, conn_id) {
                             Some(conn) => match notify_one(conn, event, cx) {
                                 None => continue,
                                 Some(event) => {
@@ -1215,7 +1217,7 @@ where
                         }
                     }
                     PendingNotifyHandler::Any(ids) => {
-                        match notify_any::<_, TBehaviour>(ids, &mut this.pool, event, cx) {
+                        match notify_any::<_, TBehaviour>(peer_id, ids, &mut this.pool, event, cx) {
                             None => continue,
                             Some((event, ids)) => {
                                 let handler = PendingNotifyHandler::Any(ids);
@@ -1304,6 +1306,7 @@ fn notify_one<THandlerInEvent>(
 /// Returns `None` if either all connections are closing or the event
 /// was successfully sent to a handler, in either case the event is consumed.
 fn notify_any<THandler, TBehaviour>(
+    peer_id: PeerId,
     ids: SmallVec<[ConnectionId; 10]>,
     pool: &mut Pool<THandler>,
     event: THandlerInEvent<TBehaviour>,
@@ -1319,7 +1322,8 @@ where
     let mut pending = SmallVec::new();
     let mut event = Some(event); // (1)
     for id in ids.into_iter() {
-        if let Some(conn) = pool.get_established(id) {
+        // PATCH: by peer, see `Pool::get_established_of`.
+        if let Some(conn) = pool.get_established_of(peer_id, id) {
             match conn.poll_ready_notify_handler(cx) {
                 Poll::Pending => pending.push(id),
                 Poll::Ready(Err(())) => {} // connection is closing
