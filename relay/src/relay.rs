@@ -52,7 +52,7 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
     }
 
     let behaviour = Behaviour::new(&key, &config, access.clone())?;
-    let mut swarm = SwarmBuilder::with_existing_identity(key)
+    let transports = SwarmBuilder::with_existing_identity(key)
         .with_async_std()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -61,11 +61,34 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         )
         .map_err(|e| format!("cannot set up TCP with noise: {e}"))?
         .with_other_transport(|key| websocket_transport(key, config.websocket_max_message_size))
-        .map_err(|e| format!("cannot set up WebSocket: {e}"))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| format!("cannot set up the relay: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
+        .map_err(|e| format!("cannot set up WebSocket: {e}"))?;
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
+    // The relay dials only federated relays (and AutoNAT dial-backs to
+    // observed IP addresses): the system resolver is read only when a
+    // federated relay is named by DNS.
+    let mut swarm = if config
+        .federation
+        .peers
+        .iter()
+        .any(|p| p.addrs.iter().any(is_dns))
+    {
+        transports
+            .with_dns()
+            .map_err(|e| {
+                format!("federation.peers names relays by DNS, but the system resolver configuration (/etc/resolv.conf) cannot be read: {e}")
+            })?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| format!("cannot set up the relay: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build()
+    } else {
+        transports
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| format!("cannot set up the relay: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build()
+    };
 
     let mut listeners = Vec::new();
     for (i, addr) in config.listen.iter().enumerate() {
@@ -934,6 +957,15 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
         Protocol::Ip6(ip) => Some(ip.into()),
         _ => None,
     }
+}
+
+fn is_dns(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(
+            p,
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
+        )
+    })
 }
 
 fn is_unspecified(addr: &Multiaddr) -> bool {

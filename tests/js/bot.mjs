@@ -46,6 +46,12 @@ function emit (obj) {
   process.stdout.write(JSON.stringify(obj, (_k, v) => typeof v === 'bigint' ? v.toString() : v) + '\n')
 }
 
+/** Wall-clock microseconds since the epoch, sub-millisecond: bots on one
+ * host compare these to time gossip from one to another. */
+function nowUs () {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000)
+}
+
 function log (...args) {
   console.error('[bot]', ...args)
 }
@@ -294,7 +300,8 @@ node.services.pubsub.addEventListener('message', (evt) => {
     event: 'gossip',
     topic: msg.topic,
     from: msg.type === 'signed' ? msg.from.toString() : null,
-    data: Buffer.from(msg.data).toString('utf8')
+    data: Buffer.from(msg.data).toString('utf8'),
+    atUs: nowUs()
   })
 })
 for (const t of topics) node.services.pubsub.subscribe(t)
@@ -513,8 +520,9 @@ const commands = {
 
   async publish (cmd) {
     if (typeof cmd.topic !== 'string') throw new Error('topic is required')
+    const atUs = nowUs()
     const res = await node.services.pubsub.publish(cmd.topic, Buffer.from(String(cmd.data ?? ''), 'utf8'))
-    return { recipients: res.recipients.length, recipientPeers: res.recipients.map(p => p.toString()) }
+    return { recipients: res.recipients.length, recipientPeers: res.recipients.map(p => p.toString()), atUs }
   },
 
   async peers () {

@@ -32,6 +32,12 @@ impl Fleet {
     /// Starts `n` relays federated in a full mesh; `federation` is merged
     /// into each config's `federation` section (e.g. `pingInterval`).
     pub fn start(n: usize, federation: Value) -> Fleet {
+        Fleet::start_at("/ip4/127.0.0.1", n, federation)
+    }
+
+    /// As [`Fleet::start`], the relays naming each other at `host`
+    /// (`/dns4/localhost`: through the system resolver).
+    pub fn start_at(host: &str, n: usize, federation: Value) -> Fleet {
         let mut members = Vec::new();
         for _ in 0..n {
             let key = Keypair::generate_ed25519();
@@ -54,7 +60,7 @@ impl Fleet {
         }
         let peers: Vec<String> = members
             .iter()
-            .map(|m| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", m.port, m.peer_id))
+            .map(|m| format!("{host}/tcp/{}/p2p/{}", m.port, m.peer_id))
             .collect();
         let mut section = json!({ "peers": peers });
         if let (Some(s), Some(extra)) = (section.as_object_mut(), federation.as_object()) {

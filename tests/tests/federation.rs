@@ -275,7 +275,9 @@ fn a_killed_relay_is_reported_down_and_re_meshed_when_it_returns() {
 
 #[test]
 fn a_relay_that_stops_answering_is_found_by_its_pings_and_redialled() {
-    let fleet = Fleet::start(2, json!({ "pingInterval": 1000 }));
+    // Named by DNS: `localhost` from the hosts file, through the resolver
+    // the relay reads from the system's configuration.
+    let fleet = Fleet::start_at("/dns4/localhost", 2, json!({ "pingInterval": 1000 }));
     fleet.wait_meshed(0, T);
     let frozen = fleet.relay(1).pid() as i32;
     let peer = fleet.peer_id(1).to_string();

@@ -2928,7 +2928,12 @@ where
         // a pubsub protocol (its first `HandlerEvent::PeerKind`), not here:
         // queued to a peer that never speaks it, they would sit in its send
         // queue for the connection's life (~9 KiB a peer) and the handler
-        // would negotiate a stream that can only be refused.
+        // would negotiate a stream that can only be refused. Explicit peers
+        // are the exception: they are known to speak it, and two patched
+        // nodes would otherwise each wait for the other's first stream.
+        if self.explicit_peers.contains(&peer_id) {
+            self.announce_subscriptions(peer_id);
+        }
     }
 
     /// PATCH: sends our subscriptions to a peer that has just shown it
@@ -3182,8 +3187,11 @@ where
                     if let PeerKind::Floodsub = conn.kind {
                         conn.kind = kind;
                         // PATCH: the first pubsub stream of this peer (see
-                        // `on_connection_established`).
-                        self.announce_subscriptions(propagation_source);
+                        // `on_connection_established`; explicit peers
+                        // were sent them there).
+                        if !self.explicit_peers.contains(&propagation_source) {
+                            self.announce_subscriptions(propagation_source);
+                        }
                     }
                 }
             }

@@ -15,6 +15,7 @@ use super::super::*;
 
 #[allow(clippy::derive_partial_eq_without_eq)]
 #[derive(Debug, Default, PartialEq, Clone)]
+#[allow(dead_code)] // PATCH: unused upstream too; silences today's compiler
 pub struct Message {
     pub from: Option<Vec<u8>>,
     pub data: Option<Vec<u8>>,
