@@ -75,6 +75,18 @@ impl Limits {
         }
     }
 
+    fn closed(&mut self, id: ConnectionId, peer: PeerId) {
+        if !self.established.remove(&id) {
+            return;
+        }
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+    }
+
     fn check_established(&self, peer: &PeerId) -> Result<(), ConnectionDenied> {
         if self.exempt.contains(peer) {
             return Ok(());
@@ -146,16 +158,7 @@ impl NetworkBehaviour for Limits {
                     *self.per_peer.entry(e.peer_id).or_default() += 1;
                 }
             }
-            FromSwarm::ConnectionClosed(e) => {
-                if self.established.remove(&e.connection_id) {
-                    if let Some(n) = self.per_peer.get_mut(&e.peer_id) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.per_peer.remove(&e.peer_id);
-                        }
-                    }
-                }
-            }
+            FromSwarm::ConnectionClosed(e) => self.closed(e.connection_id, e.peer_id),
             FromSwarm::ListenFailure(e) => {
                 self.pending_incoming.remove(&e.connection_id);
             }
