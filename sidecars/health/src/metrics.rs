@@ -398,7 +398,7 @@ impl Source for Own {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bsv_p2p_proto::exposition::Page;
     use bsv_p2p_proto::{Counts, DenialReason, Timestamp};

@@ -318,36 +318,19 @@ fn finish<'a>(
 mod tests {
     use super::*;
     use crate::guard::Limits;
+    use crate::metrics::tests::federated;
     use async_std::task;
     use bsv_p2p_proto::testing::{config, feed, samples, Relay, TempDir};
-    use bsv_p2p_proto::{Command, FederationPeer, Timestamp};
+    use bsv_p2p_proto::Command;
     use std::time::Duration;
     use tide::http::{Method, Url};
-
-    fn federated(id: &str, state: FederationState) -> FederationPeer {
-        FederationPeer {
-            peer_id: id.into(),
-            addrs: vec![format!("/ip4/198.51.100.9/tcp/4001/p2p/{id}")],
-            state,
-            since: Timestamp::from_unix_millis(1_738_324_800_000),
-            remote_addr: None,
-            last_seen: None,
-            rtt_micros: None,
-            next_dial_at: None,
-            ups: 0,
-            dial_failures: 0,
-            last_error: None,
-            messages_in: 0,
-            messages_out: 0,
-        }
-    }
 
     /// The sample status with one federated relay connected and one waiting.
     fn one_of_two() -> StatusResult {
         StatusResult {
             federation: vec![
-                federated("12D3KooWFedA", FederationState::Connected),
-                federated("12D3KooWFedB", FederationState::Waiting),
+                federated("12D3KooWFedA", FederationState::Connected, 0),
+                federated("12D3KooWFedB", FederationState::Waiting, 0),
             ],
             ..samples::status()
         }
