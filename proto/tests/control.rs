@@ -21,7 +21,7 @@ async fn the_server_greets_first_with_its_protocol_and_version() {
     assert_eq!(
         greeting,
         json!({"jsonrpc": "2.0", "method": "hello", "params": {
-            "protocol": "bsv-p2p-control", "version": "1.4", "server": "test-relay/1.0.0",
+            "protocol": "bsv-p2p-control", "version": "1.5", "server": "test-relay/1.0.0",
             "role": "admin"
         }})
     );
@@ -62,13 +62,13 @@ async fn the_server_refuses_a_client_of_another_major_version() {
     assert_eq!(reply["error"]["code"], code::UNSUPPORTED_VERSION);
     let message = reply["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("speaks control protocol 1.4") && message.contains("2.0"),
+        message.contains("speaks control protocol 1.5") && message.contains("2.0"),
         "{message}"
     );
     let ok = raw
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"hello","params":{"version":"1.4"}}"#)
         .await;
-    assert_eq!(ok["result"]["version"], "1.4");
+    assert_eq!(ok["result"]["version"], "1.5");
     relay.stop().await;
 }
 

@@ -89,7 +89,7 @@ mod tests {
     fn greeting_roundtrips() {
         roundtrip(
             &Greeting::new("bsv-p2p-relay/0.1.0", Role::ReadOnly),
-            json!({"protocol":"bsv-p2p-control","version":"1.4","server":"bsv-p2p-relay/0.1.0","role":"read-only"}),
+            json!({"protocol":"bsv-p2p-control","version":crate::PROTOCOL_VERSION,"server":"bsv-p2p-relay/0.1.0","role":"read-only"}),
         );
         roundtrip(
             &HelloParams {
