@@ -172,6 +172,15 @@ impl Site {
     }
 }
 
+/// How `bsv-p2p-backup run` ended after SIGTERM.
+#[derive(Debug)]
+pub struct Stopped {
+    pub code: Option<i32>,
+    /// From SIGTERM to the exit.
+    pub took: Duration,
+    pub stderr: String,
+}
+
 /// A running `bsv-p2p-backup run`.
 pub struct Daemon {
     child: Child,
@@ -224,21 +233,36 @@ impl Daemon {
         })
     }
 
-    /// SIGTERM and a bounded wait; the exit code.
-    pub fn stop(mut self) -> Option<i32> {
+    /// SIGTERM and at most Docker's stop timeout (10 s); the exit code.
+    pub fn stop(self) -> Option<i32> {
+        self.stop_within(Duration::from_secs(10)).code
+    }
+
+    /// SIGTERM; panics when the daemon is still running after `limit`.
+    pub fn stop_within(mut self, limit: Duration) -> Stopped {
+        let sent = Instant::now();
         // SAFETY: kill(2) on our own child's PID.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
+                let took = sent.elapsed();
+                // The log's last line ("stopped ...") once the pipe is read.
+                let log_end = Instant::now() + Duration::from_secs(2);
+                while !self.stderr().contains("stopped") && Instant::now() < log_end {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return Stopped {
+                    code: status.code(),
+                    took,
+                    stderr: self.stderr(),
+                };
             }
-            if Instant::now() > deadline {
+            if sent.elapsed() > limit {
                 let _ = self.child.kill();
                 panic!(
-                    "bsv-p2p-backup run did not stop within 30 s of SIGTERM: {}",
+                    "bsv-p2p-backup run did not stop within {limit:?} of SIGTERM: {}",
                     self.stderr()
                 );
             }

@@ -79,6 +79,13 @@ const REGION: &str = "us-east-1";
 const ACCESS_KEY: &str = "BSVP2PTESTACCESSKEY1";
 const SECRET_KEY: &str = "bsv-p2p-test-secret-key-0123456789abcdef";
 
+/// The free disk space below which SeaweedFS makes its volumes read-only:
+/// `$BSV_P2P_WEED_MIN_FREE` (a percentage up to 100, or bytes like
+/// `512MiB`), else 256 MiB, enough for the tests' few hundred megabytes.
+pub fn min_free_space() -> String {
+    std::env::var("BSV_P2P_WEED_MIN_FREE").unwrap_or_else(|_| "256MiB".into())
+}
+
 /// `$BSV_P2P_WEED`, else `tests/s3/.venv/bin/weed`; panics with the
 /// install command when it is missing.
 pub fn weed_bin() -> PathBuf {
@@ -249,6 +256,11 @@ impl S3Server {
             format!("-master.port.grpc={}", p.master_grpc),
             "-master.volumeSizeLimitMB=64".into(),
             "-volume.max=64".into(),
+            // SeaweedFS turns every volume read-only (uploads then fail
+            // with 500 InternalError after ~30 s) when the disk's free
+            // space falls below this, 1% of the disk by default: 2.5 GB on
+            // a 252 GB disk that CI's fresh build can bring that low.
+            format!("-volume.minFreeSpace={}", min_free_space()),
             format!("-volume.port={}", p.volume),
             format!("-volume.port.grpc={}", p.volume_grpc),
             "-filer".into(),
@@ -626,6 +638,13 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "the S3 server's log (weed, {}) ends with:\n{}",
+                self.dir.path().display(),
+                self.log_tail()
+            );
+        }
         self.kill();
     }
 }

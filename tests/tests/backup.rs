@@ -378,6 +378,66 @@ fn sigkill_during_backups_never_leaves_a_partial_backup_listed_shipped_or_restor
 }
 
 #[test]
+fn sigterm_during_a_backup_stops_at_once_and_the_next_run_finishes_the_work() {
+    // The relay's control socket accepts and never says a word, as a frozen
+    // relay would: the backup waits there for the client's 5 s connect
+    // timeout, so it is surely under way when SIGTERM comes.
+    let site = Site::new("backup-term");
+    let remote = site.root.join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    let socket = site.root.join("relay.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let site = site
+        .option("--target", &remote)
+        .option("--relay-socket", &socket);
+    let writer = writer_on(&site, WriterOptions::default());
+    let daemon = site.start();
+    let _held = eventually(
+        "the backup at the relay's socket",
+        Duration::from_secs(30),
+        || match listener.accept() {
+            Ok((stream, _)) => Ok(stream),
+            Err(e) => Err(format!("{e}; stderr: {}", daemon.stderr())),
+        },
+    );
+    let stopped = daemon.stop_within(Duration::from_secs(10));
+    assert_eq!(stopped.code, Some(0), "{stopped:?}");
+    assert!(
+        stopped.took < Duration::from_millis(4500),
+        "SIGTERM took {:?}, longer than the backup's own wait: {}",
+        stopped.took,
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("stopped without waiting for a backup being taken"),
+        "{}",
+        stopped.stderr
+    );
+    // Nothing of the abandoned backup is listed or shipped.
+    assert!(site.ids().is_empty(), "{:?}", site.ids());
+    assert!(files(&remote).is_empty(), "{:?}", files(&remote));
+    // The next run writes and ships a whole backup (the relay left out,
+    // since nobody answers there) and clears what the stop left behind.
+    drop(listener);
+    writer.stop();
+    let f = site.run(&["now"]);
+    assert_eq!(f.code, Some(1), "the relay is left out: {}", f.stderr);
+    assert!(f.stderr.contains("cannot reach the relay"), "{}", f.stderr);
+    let ids = site.ids();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let leftovers: Vec<String> = files(&site.dir)
+        .into_iter()
+        .filter(|n| n.contains(".tmp-") || !n.starts_with(&ids[0]) && !n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(remote.join(format!("{}.manifest.json", ids[0])).exists());
+    restored_prefix(&site, &ids[0]);
+}
+
+#[test]
 fn retention_keeps_exactly_what_the_rules_say_over_a_simulated_calendar() {
     let site = Site::new("backup-retention");
     let remote = site.root.join("remote");

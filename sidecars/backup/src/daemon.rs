@@ -3,7 +3,7 @@
 //! figures server. All file and network work runs on these threads; the
 //! async runtime serves only HTTP.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -64,6 +64,32 @@ pub struct Daemon {
     pub targets: Vec<(String, Arc<dyn Target>, Arc<Signal>)>,
     pub stop: Arc<AtomicBool>,
     pub scheduler: Arc<Signal>,
+    /// What is under way, for the log line of a stop that does not wait.
+    pub busy: Busy,
+}
+
+/// A backup being taken, uploads being sent: work that a stop abandons
+/// rather than waits for.
+#[derive(Default)]
+pub struct Busy {
+    backing_up: AtomicBool,
+    uploading: AtomicUsize,
+}
+
+impl Busy {
+    /// "a backup", "2 uploads", ... or None when idle.
+    pub fn describe(&self) -> Option<String> {
+        let mut what = Vec::new();
+        if self.backing_up.load(Ordering::SeqCst) {
+            what.push("a backup being taken".to_string());
+        }
+        match self.uploading.load(Ordering::SeqCst) {
+            0 => {}
+            1 => what.push("an upload".to_string()),
+            n => what.push(format!("{n} uploads")),
+        }
+        (!what.is_empty()).then(|| what.join(" and "))
+    }
 }
 
 impl Daemon {
@@ -226,7 +252,10 @@ impl Daemon {
                     "the schedule"
                 };
                 log::info!("backing up ({why})");
-                match backup::take(c, &self.figures) {
+                self.busy.backing_up.store(true, Ordering::SeqCst);
+                let taken = backup::take(c, &self.figures);
+                self.busy.backing_up.store(false, Ordering::SeqCst);
+                match taken {
                     Ok(outcome) => {
                         log::info!(
                             "{} written: {} parts, {} bytes, in {:.1} s",
@@ -306,7 +335,10 @@ impl Daemon {
                 }
             };
             let started = Instant::now();
-            match ship::ship(target, &self.config.dir, &manifest) {
+            self.busy.uploading.fetch_add(1, Ordering::SeqCst);
+            let shipped = ship::ship(target, &self.config.dir, &manifest);
+            self.busy.uploading.fetch_sub(1, Ordering::SeqCst);
+            match shipped {
                 Ok(bytes) => {
                     let _ = self.queue.shipped(name, &id, bytes);
                     log::info!(

@@ -33,10 +33,15 @@ mod target;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bsv_p2p_proto::cli::EXIT_USAGE;
 
 use config::{Args, BackupConfig, Command};
+
+/// How long `run` waits, once asked to stop, for a backup or upload under
+/// way before it exits without it (well inside Docker's 10 s stop timeout).
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 const EXIT_FAILED: u8 = 1;
 
@@ -132,6 +137,7 @@ fn run(config: BackupConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<boo
         targets,
         stop: stop.clone(),
         scheduler,
+        busy: daemon::Busy::default(),
     });
     let wake_all = {
         let d = d.clone();
@@ -173,10 +179,38 @@ fn run(config: BackupConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<boo
             log::error!("{e}");
         });
     }
-    for h in handles {
-        let _ = h.join();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("join".into())
+        .spawn(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+            drop(done_tx);
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    // Threads end only once stopped. A backup or an upload under way is
+    // given STOP_GRACE and then abandoned: neither counts before its last
+    // step (a backup's manifest, an upload's queue entry), so what is left
+    // is cleaned up or sent again at the next start, as after a SIGKILL.
+    let mut deadline = None;
+    loop {
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+        if !d.stop.load(Ordering::SeqCst) {
+            continue;
+        }
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + STOP_GRACE);
+        if Instant::now() >= deadline {
+            log::warn!(
+                "stopped without waiting for {}: a backup is written again and an upload sent again at the next start",
+                d.busy.describe().unwrap_or_else(|| "the work under way".into())
+            );
+            return Ok(true);
+        }
     }
-    let _ = d.queue.figures();
     log::info!("stopped");
     Ok(true)
 }
