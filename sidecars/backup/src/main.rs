@@ -32,6 +32,7 @@ mod target;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,14 @@ use config::{Args, BackupConfig, Command};
 /// How long `run` waits, once asked to stop, for a backup or upload under
 /// way before it exits without it (well inside Docker's 10 s stop timeout).
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What wakes `run`'s main thread.
+enum Wake {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// Every daemon thread has ended.
+    Done,
+}
 
 const EXIT_FAILED: u8 = 1;
 
@@ -139,9 +148,14 @@ fn run(config: BackupConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<boo
         scheduler,
         busy: daemon::Busy::default(),
     });
+    // The main thread hears of a stop (SIGINT/SIGTERM) and of the daemon's
+    // threads ending here.
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel::<Wake>();
     let wake_all = {
         let d = d.clone();
+        let wake_tx = wake_tx.clone();
         move || {
+            let _ = wake_tx.send(Wake::Stop);
             d.stop.store(true, Ordering::SeqCst);
             d.scheduler.wake();
             for (_, _, s) in &d.targets {
@@ -179,36 +193,33 @@ fn run(config: BackupConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<boo
             log::error!("{e}");
         });
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("join".into())
         .spawn(move || {
             for h in handles {
                 let _ = h.join();
             }
-            drop(done_tx);
+            let _ = wake_tx.send(Wake::Done);
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
     // Threads end only once stopped. A backup or an upload under way is
     // given STOP_GRACE and then abandoned: neither counts before its last
     // step (a backup's manifest, an upload's queue entry), so what is left
     // is cleaned up or sent again at the next start, as after a SIGKILL.
-    let mut deadline = None;
-    loop {
-        match done_rx.recv_timeout(Duration::from_millis(100)) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => break,
-        }
-        if !d.stop.load(Ordering::SeqCst) {
-            continue;
-        }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + STOP_GRACE);
-        if Instant::now() >= deadline {
-            log::warn!(
-                "stopped without waiting for {}: a backup is written again and an upload sent again at the next start",
-                d.busy.describe().unwrap_or_else(|| "the work under way".into())
-            );
-            return Ok(true);
+    if let Ok(Wake::Stop) = wake_rx.recv() {
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            match wake_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Wake::Stop) => {}
+                Ok(Wake::Done) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "stopped without waiting for {}: a backup is written again and an upload sent again at the next start",
+                        d.busy.describe().unwrap_or_else(|| "the work under way".into())
+                    );
+                    return Ok(true);
+                }
+            }
         }
     }
     log::info!("stopped");
