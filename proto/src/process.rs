@@ -72,6 +72,23 @@ pub fn usage(pid: impl Into<Pid>) -> Option<Usage> {
     })
 }
 
+/// CPU time `pid`'s live threads have run, in nanoseconds, from each
+/// thread's `schedstat` (the scheduler's own clock, not the 10 ms ticks
+/// `usage` reads): precise enough to tell apart two processes that are
+/// both nearly idle. Threads that have exited no longer count, so it suits
+/// a window in which the process starts and ends no threads; `None` when
+/// `pid` is gone or the kernel keeps no schedstat.
+pub fn cpu_nanos(pid: impl Into<Pid>) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(pid.into().dir().join("task")).ok()? {
+        let Ok(schedstat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue; // the thread ended while being listed
+        };
+        total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// This process's figures.
 pub fn own() -> Option<Usage> {
     usage(Pid::Own)
@@ -157,8 +174,29 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_time_grows_with_work_and_agrees_with_the_ticks() {
+        let pid = std::process::id();
+        let (a, ticks_a) = (cpu_nanos(pid).unwrap(), own().unwrap().cpu_seconds);
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let (b, ticks_b) = (cpu_nanos(pid).unwrap(), own().unwrap().cpu_seconds);
+        let spun = (b - a) as f64 / 1e9;
+        assert!(spun >= 0.25, "spun {spun} s of CPU in 0.3 s of busy loop");
+        // The tick count moves by the same amount, give or take the ticks
+        // other test threads spent meanwhile.
+        assert!(
+            ticks_b - ticks_a >= spun - 0.05,
+            "{ticks_a} -> {ticks_b}, {spun}"
+        );
+    }
+
+    #[test]
     fn a_process_that_is_gone_reads_as_none() {
         assert!(usage(u32::MAX).is_none());
+        assert!(cpu_nanos(u32::MAX).is_none());
         assert!(open_fds(u32::MAX).is_none());
     }
 }

@@ -61,7 +61,6 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         self.map.len()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -26,6 +26,12 @@ use std::sync::{Arc, Mutex};
 /// while one small file is synced.
 const BLOCK: u64 = 4096;
 
+/// How long a write waits to reach the disk: the journal thread flushes
+/// this long after the first write since its last flush, so a burst of
+/// events costs one flush, and an idle relay none (sled's own flusher would
+/// wake every interval, written to or not).
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One event as stored: its sequence number and its JSON encoding.
 pub type Entry = (u64, Vec<u8>);
 
@@ -42,7 +48,7 @@ pub enum Read {
 }
 
 pub struct Journal {
-    db: sled::Db,
+    db: Arc<sled::Db>,
     events: sled::Tree,
     /// Ranges of numbers handed out but never stored (a crash), by first
     /// number; the value is the last.
@@ -51,6 +57,40 @@ pub struct Journal {
     max_bytes: u64,
     state: Mutex<Window>,
     mark: Mark,
+    flusher: Flusher,
+}
+
+/// The thread that writes what was appended to disk, [`FLUSH_AFTER`] after
+/// the first append since its last flush.
+struct Flusher {
+    /// Holds one pending "written to" at most: a full channel means a
+    /// flush is already due.
+    dirty: SyncSender<()>,
+}
+
+impl Flusher {
+    /// Holds the journal weakly, so that a dropped journal closes its files
+    /// at once (and can be opened again) even while a flush is due.
+    fn start(db: std::sync::Weak<sled::Db>) -> Self {
+        let (dirty, written) = mpsc::sync_channel::<()>(1);
+        let _ = std::thread::Builder::new()
+            .name("journal-flush".into())
+            .spawn(move || {
+                while written.recv().is_ok() {
+                    std::thread::sleep(FLUSH_AFTER);
+                    let Some(db) = db.upgrade() else { return };
+                    if let Err(e) = db.flush() {
+                        let e = e.to_string();
+                        log::error!(event = "error", kind = "journal_flush", error = e.as_str(); "");
+                    }
+                }
+            });
+        Self { dirty }
+    }
+
+    fn written(&self) {
+        let _ = self.dirty.try_send(());
+    }
 }
 
 /// The contiguous range of sequence numbers held, and their size.
@@ -180,7 +220,9 @@ impl Journal {
             .sum();
         // Reserve the first block now, before any number is handed out.
         write_mark(&mark_path, next + BLOCK)?;
+        let db = Arc::new(db);
         let journal = Self {
+            flusher: Flusher::start(Arc::downgrade(&db)),
             db,
             events,
             holes,
@@ -190,6 +232,7 @@ impl Journal {
             mark: Mark::start(mark_path, next + BLOCK),
         };
         journal.forget_holes_before(first);
+        journal.flusher.written();
         Ok(journal)
     }
 
@@ -219,6 +262,7 @@ impl Journal {
         self.events
             .insert(seq.to_be_bytes(), value.as_slice())
             .map_err(|e| format!("event journal write failed: {e}"))?;
+        self.flusher.written();
         w.next += 1;
         w.bytes += value.len() as u64;
         if w.next % 1024 == 0 {
@@ -341,7 +385,8 @@ fn open_trees_unguarded(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(8 << 20)
-        .flush_every_ms(Some(200))
+        // Flushed by the journal's own thread, only after a write.
+        .flush_every_ms(None)
         .open()
         .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
     let events = db
@@ -457,6 +502,30 @@ mod tests {
         let d = std::env::temp_dir().join(format!("bsv-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn a_write_reaches_the_disk_by_itself_soon_after() {
+        let dir = temp("flusher");
+        let j = Journal::open(&dir, 100, 1 << 20).unwrap();
+        let event = |seq: u64| format!("{{\"seq\":{seq}}}").into_bytes();
+        // Just written: still in memory, a flush now has bytes to write.
+        j.append(event).unwrap();
+        assert!(j.db.flush().unwrap() > 0, "the append was in memory");
+        // Left alone: the journal's thread writes it out by itself.
+        j.append(event).unwrap();
+        std::thread::sleep(FLUSH_AFTER * 4);
+        assert_eq!(j.db.flush().unwrap(), 0, "already on disk");
+        // A dropped journal closes its files at once, flush due or not.
+        j.append(event).unwrap();
+        drop(j);
+        let j = Journal::open(&dir, 100, 1 << 20).unwrap();
+        let Read::Events(ev) = j.read_from(1, 10).unwrap() else {
+            panic!("gap")
+        };
+        assert_eq!(ev.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+        drop(j);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -55,14 +55,15 @@ use wire::{hop_type, stop_type, HopMessage, Limit, ReadError, Status, StopMessag
 
 /// How long a peer gets to send its request, and the destination its stop reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often expired reservations are swept.
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// How often running circuits are checked for idleness (only while there
+/// are circuits and `relay.circuits.idleTimeout` is set).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// The period of `relay.rateLimit.reservationsPerHour`.
 const HOUR: Duration = Duration::from_secs(3600);
 /// Peers and addresses whose reservation rate is tracked at once.
 const MAX_RATE_KEYS: usize = 65_536;
-/// Expiry ticks between sweeps of refilled rate buckets.
-const SWEEP_TICKS: u32 = 10;
+/// How often refilled rate buckets are dropped (only while there are any).
+const SWEEP: Duration = Duration::from_secs(10);
 
 pub type CircuitId = u64;
 
@@ -213,7 +214,14 @@ pub struct Behaviour {
     connections: HashMap<ConnectionId, Conn>,
     reservations: Reservations,
     allowances: HashMap<PeerId, Allowance>,
+    /// Wakes the behaviour for the next thing due by time: a reservation
+    /// ending, an idle check of the circuits, a sweep of the rate buckets.
+    /// Armed for `timer_at` only; with nothing due it stays unarmed, so an
+    /// idle relay is not woken at all.
     expiry_timer: Delay,
+    timer_at: Option<Instant>,
+    last_idle_check: Instant,
+    last_sweep: Instant,
     circuits: Circuits<Stream>,
     /// Reservations and circuits by remote address and network.
     sources: sources::Sources,
@@ -223,8 +231,6 @@ pub struct Behaviour {
     /// New reservations per hour, per peer id and per address.
     reservation_rate_peer: Buckets<PeerId>,
     reservation_rate_ip: Buckets<IpAddr>,
-    /// Expiry ticks since the buckets were last swept.
-    ticks: u32,
     /// The addresses each circuit counts against.
     circuit_from: HashMap<CircuitId, (Option<IpAddr>, Option<IpAddr>)>,
     reports_tx: mpsc::UnboundedSender<Report>,
@@ -249,13 +255,15 @@ impl Behaviour {
             connections: HashMap::new(),
             reservations: Reservations::default(),
             allowances: HashMap::new(),
-            expiry_timer: Delay::new(EXPIRY_TICK),
+            expiry_timer: Delay::new(Duration::ZERO),
+            timer_at: None,
+            last_idle_check: Instant::now(),
+            last_sweep: Instant::now(),
             circuits: Circuits::default(),
             sources: sources::Sources::default(),
             reserved_from: HashMap::new(),
             reservation_rate_peer: Buckets::new(per_hour, HOUR, MAX_RATE_KEYS),
             reservation_rate_ip: Buckets::new(per_hour, HOUR, MAX_RATE_KEYS),
-            ticks: 0,
             circuit_from: HashMap::new(),
             reports_tx,
             reports_rx,
@@ -782,17 +790,32 @@ impl Behaviour {
         }
     }
 
+    /// The next time something is due, if anything is.
+    fn next_due(&self) -> Option<Instant> {
+        let idle_check = (self.config.circuit_idle_timeout.is_some() && self.circuits.len() > 0)
+            .then(|| self.last_idle_check + IDLE_CHECK);
+        let buckets =
+            !self.reservation_rate_peer.is_empty() || !self.reservation_rate_ip.is_empty();
+        let sweep = buckets.then_some(self.last_sweep + SWEEP);
+        [self.reservations.next_deadline(), idle_check, sweep]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
-        self.ticks += 1;
-        if self.ticks >= SWEEP_TICKS {
-            self.ticks = 0;
+        if now >= self.last_sweep + SWEEP {
+            self.last_sweep = now;
             self.reservation_rate_peer.sweep(now);
             self.reservation_rate_ip.sweep(now);
         }
         if let Some(timeout) = self.config.circuit_idle_timeout {
-            // Told to end; each reports `Ended` with the idle reason.
-            let _ = self.circuits.end_idle(now, timeout);
+            if now >= self.last_idle_check + IDLE_CHECK {
+                self.last_idle_check = now;
+                // Told to end; each reports `Ended` with the idle reason.
+                let _ = self.circuits.end_idle(now, timeout);
+            }
         }
         for (peer, conn) in self.reservations.expire(now) {
             self.reservation_gone(conn);
@@ -1053,8 +1076,16 @@ impl NetworkBehaviour for Behaviour {
                 self.on_report(report);
                 continue;
             }
-            if self.expiry_timer.poll_unpin(cx).is_ready() {
-                self.expiry_timer.reset(EXPIRY_TICK);
+            let due = self.next_due();
+            if due != self.timer_at {
+                if let Some(at) = due {
+                    self.expiry_timer
+                        .reset(at.saturating_duration_since(Instant::now()));
+                }
+                self.timer_at = due;
+            }
+            if self.timer_at.is_some() && self.expiry_timer.poll_unpin(cx).is_ready() {
+                self.timer_at = None;
                 self.expire();
                 continue;
             }

@@ -101,6 +101,11 @@ impl Reservations {
         (grant, expires)
     }
 
+    /// When the next reservation ends, if any is held.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _, _)| *at)
+    }
+
     /// Removes every reservation whose deadline is at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<(PeerId, ConnectionId)> {
         let mut ended = Vec::new();

@@ -399,14 +399,20 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
         );
     }
     // Every reservation held, nothing else happening: what the relay
-    // spends on keeping them (timers, keep-alives, pings).
+    // spends on keeping them (timers, keep-alives, pings). Read from the
+    // scheduler's nanosecond clock: over a few seconds a nearly idle relay
+    // spends less than one 10 ms tick, which would read as 0.
     if bench.idle_secs > 0 {
-        let a = bench.relay_cpu();
+        let nanos = || bench.relay_pid.and_then(procfs::cpu_nanos);
+        let a = nanos();
         async_std::task::sleep(Duration::from_secs(bench.idle_secs)).await;
-        if let (Some(a), Some(b)) = (a, bench.relay_cpu()) {
+        if let (Some(a), Some(b)) = (a, nanos()) {
             out.insert(
                 "relay_idle_cores".into(),
-                json!(round((b - a) / bench.idle_secs as f64, 4)),
+                json!(round(
+                    b.saturating_sub(a) as f64 / 1e9 / bench.idle_secs as f64,
+                    5
+                )),
             );
         }
     }
