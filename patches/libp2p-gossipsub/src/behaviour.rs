@@ -272,6 +272,11 @@ pub struct Behaviour<D = IdentityTransform, F = AllowAllSubscriptionFilter> {
     /// the set of [`ConnectionId`]s.
     connected_peers: HashMap<PeerId, PeerConnections>,
 
+    /// PATCH: how many connected peers are subscribed to each topic (topics
+    /// with none are absent), so that the heartbeat does not walk every
+    /// connected peer looking for mesh candidates of a topic nobody joined.
+    topic_subscribers: HashMap<TopicHash, usize>,
+
     /// A set of all explicit peers. These are peers that remain connected and we unconditionally
     /// forward messages to, outside of the scoring system.
     explicit_peers: HashSet<PeerId>,
@@ -470,6 +475,7 @@ where
             count_received_ihave: HashMap::new(),
             count_sent_iwant: HashMap::new(),
             connected_peers: HashMap::new(),
+            topic_subscribers: HashMap::new(),
             published_message_ids: DuplicateCache::new(config.published_message_ids_cache_time()),
             config,
             subscription_filter,
@@ -1376,6 +1382,8 @@ where
         // and they must be subscribed to the topic. Ensure we have recorded the mapping.
         for topic in &topics {
             if connected_peer.topics.insert(topic.clone()) {
+                // PATCH: see `topic_subscribers`.
+                *self.topic_subscribers.entry(topic.clone()).or_default() += 1;
                 if let Some(m) = self.metrics.as_mut() {
                     m.inc_topic_peers(topic);
                 }
@@ -1921,6 +1929,11 @@ where
                             topic=%topic_hash,
                             "SUBSCRIPTION: Adding gossip peer to topic"
                         );
+                        // PATCH: see `topic_subscribers`.
+                        *self
+                            .topic_subscribers
+                            .entry(topic_hash.clone())
+                            .or_default() += 1;
 
                         if let Some(m) = self.metrics.as_mut() {
                             m.inc_topic_peers(topic_hash);
@@ -1978,6 +1991,8 @@ where
                             topic=%topic_hash,
                             "SUBSCRIPTION: Removing gossip peer from topic"
                         );
+                        // PATCH: see `topic_subscribers`.
+                        unsubscribed(&mut self.topic_subscribers, topic_hash);
 
                         if let Some(m) = self.metrics.as_mut() {
                             m.dec_topic_peers(topic_hash);
@@ -2082,7 +2097,12 @@ where
         }
 
         // Cache the scores of all connected peers, and record metrics for current penalties.
-        let mut scores = HashMap::with_capacity(self.connected_peers.len());
+        // PATCH: sized for every connected peer only when there are scores.
+        let mut scores = HashMap::with_capacity(if self.peer_score.is_some() {
+            self.connected_peers.len()
+        } else {
+            0
+        });
         if let Some((peer_score, ..)) = &self.peer_score {
             for peer_id in self.connected_peers.keys() {
                 scores
@@ -2142,13 +2162,17 @@ where
                 );
                 // not enough peers - get mesh_n - current_length more
                 let desired_peers = self.config.mesh_n() - peers.len();
-                let peer_list =
+                // PATCH: no walk of every connected peer when none joined the topic.
+                let peer_list = if self.topic_subscribers.contains_key(topic_hash) {
                     get_random_peers(&self.connected_peers, topic_hash, desired_peers, |peer| {
                         !peers.contains(peer)
                             && !explicit_peers.contains(peer)
                             && !backoffs.is_backoff_with_slack(topic_hash, peer)
                             && *scores.get(peer).unwrap_or(&0.0) >= 0.0
-                    });
+                    })
+                } else {
+                    BTreeSet::new()
+                };
                 for peer in &peer_list {
                     let current_topic = to_graft.entry(*peer).or_insert_with(Vec::new);
                     current_topic.push(topic_hash.clone());
@@ -3007,6 +3031,8 @@ where
 
             // remove peer from all mappings
             for topic in &connected_peer.topics {
+                // PATCH: see `topic_subscribers`.
+                unsubscribed(&mut self.topic_subscribers, topic);
                 // check the mesh for the topic
                 if let Some(mesh_peers) = self.mesh.get_mut(topic) {
                     // check if the peer is in the mesh and remove it
@@ -3493,6 +3519,16 @@ fn get_random_peers_dynamic(
     tracing::debug!("RANDOM PEERS: Got {:?} peers", n);
 
     gossip_peers.into_iter().take(n).collect()
+}
+
+/// PATCH: one connected peer fewer is subscribed to `topic`.
+fn unsubscribed(topic_subscribers: &mut HashMap<TopicHash, usize>, topic: &TopicHash) {
+    if let Some(count) = topic_subscribers.get_mut(topic) {
+        *count -= 1;
+        if *count == 0 {
+            topic_subscribers.remove(topic);
+        }
+    }
 }
 
 /// Helper function to get a set of `n` random gossipsub peers for a `topic_hash`
