@@ -60,36 +60,65 @@ pub struct Journal {
     flusher: Flusher,
 }
 
-/// The thread that writes what was appended to disk, [`FLUSH_AFTER`] after
-/// the first append since its last flush.
+/// Writes what was appended to disk [`FLUSH_AFTER`] after the first append
+/// since the last flush: a task on the async runtime that sleeps on a timer
+/// and hands the flush to sled's own I/O workers, so it adds no thread.
 struct Flusher {
-    /// Holds one pending "written to" at most: a full channel means a
-    /// flush is already due.
-    dirty: SyncSender<()>,
+    signal: Arc<FlushSignal>,
+}
+
+#[derive(Default)]
+struct FlushSignal {
+    dirty: std::sync::atomic::AtomicBool,
+    closed: std::sync::atomic::AtomicBool,
+    waker: futures::task::AtomicWaker,
 }
 
 impl Flusher {
     /// Holds the journal weakly, so that a dropped journal closes its files
     /// at once (and can be opened again) even while a flush is due.
     fn start(db: std::sync::Weak<sled::Db>) -> Self {
-        let (dirty, written) = mpsc::sync_channel::<()>(1);
-        let _ = std::thread::Builder::new()
-            .name("journal-flush".into())
-            .spawn(move || {
-                while written.recv().is_ok() {
-                    std::thread::sleep(FLUSH_AFTER);
-                    let Some(db) = db.upgrade() else { return };
-                    if let Err(e) = db.flush() {
-                        let e = e.to_string();
-                        log::error!(event = "error", kind = "journal_flush", error = e.as_str(); "");
-                    }
-                }
-            });
-        Self { dirty }
+        let signal = Arc::new(FlushSignal::default());
+        async_std::task::spawn(flush_when_written(signal.clone(), db));
+        Self { signal }
     }
 
     fn written(&self) {
-        let _ = self.dirty.try_send(());
+        if !self.signal.dirty.swap(true, Ordering::AcqRel) {
+            self.signal.waker.wake();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.signal.closed.store(true, Ordering::Release);
+        self.signal.waker.wake();
+    }
+}
+
+async fn flush_when_written(signal: Arc<FlushSignal>, db: std::sync::Weak<sled::Db>) {
+    loop {
+        futures::future::poll_fn(|cx| {
+            signal.waker.register(cx.waker());
+            if signal.dirty.load(Ordering::Acquire) || signal.closed.load(Ordering::Acquire) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        if signal.closed.load(Ordering::Acquire) {
+            return;
+        }
+        async_std::task::sleep(FLUSH_AFTER).await;
+        // Appends from here on are not covered by this flush: they set it again.
+        signal.dirty.store(false, Ordering::Release);
+        let Some(db) = db.upgrade() else { return };
+        if let Err(e) = db.flush_async().await {
+            let e = e.to_string();
+            log::error!(event = "error", kind = "journal_flush", error = e.as_str(); "");
+        }
     }
 }
 
