@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 /// while one small file is synced.
 const BLOCK: u64 = 4096;
 
-/// How long a write waits to reach the disk: the journal thread flushes
+/// How long a write waits to reach the disk: the journal's flush task flushes
 /// this long after the first write since its last flush, so a burst of
 /// events costs one flush, and an idle relay none (sled's own flusher would
 /// wake every interval, written to or not).
@@ -414,7 +414,7 @@ fn open_trees_unguarded(dir: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(8 << 20)
-        // Flushed by the journal's own thread, only after a write.
+        // Flushed by the journal's flush task, only after a write.
         .flush_every_ms(None)
         .open()
         .map_err(|e| format!("{}: cannot open the event journal: {e}", dir.display()))?;
