@@ -541,7 +541,7 @@ mod tests {
         // Just written: still in memory, a flush now has bytes to write.
         j.append(event).unwrap();
         assert!(j.db.flush().unwrap() > 0, "the append was in memory");
-        // Left alone: the journal's thread writes it out by itself.
+        // Left alone: the journal's flush task writes it out by itself.
         j.append(event).unwrap();
         std::thread::sleep(FLUSH_AFTER * 4);
         assert_eq!(j.db.flush().unwrap(), 0, "already on disk");
