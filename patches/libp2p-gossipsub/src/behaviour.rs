@@ -1381,6 +1381,12 @@ where
         // For each topic, if a peer has grafted us, then we necessarily must be in their mesh
         // and they must be subscribed to the topic. Ensure we have recorded the mapping.
         for topic in &topics {
+            // PATCH: only topics we hold a mesh for. A GRAFT for any other
+            // topic is ignored below ("spam hardening"), but recording it
+            // let a connected peer grow its topic set without bound.
+            if !self.mesh.contains_key(topic) {
+                continue;
+            }
             if connected_peer.topics.insert(topic.clone()) {
                 // PATCH: see `topic_subscribers`.
                 *self.topic_subscribers.entry(topic.clone()).or_default() += 1;

@@ -279,3 +279,85 @@ fn subscriptions_to_unconfigured_topics_are_not_kept() {
     wait_gone(&relay, attacker);
     within_ten_percent("64,000 topic subscriptions", before, rss(relay.pid()));
 }
+
+const MESHSUB: StreamProtocol = StreamProtocol::new("/meshsub/1.1.0");
+
+/// One gossipsub RPC, framed, whose control part GRAFTs each of `topics`.
+fn graft_rpc(topics: impl Iterator<Item = String>) -> Vec<u8> {
+    let mut control = Vec::new();
+    for topic in topics {
+        let mut graft = Vec::new();
+        field(1, topic.as_bytes(), &mut graft);
+        field(3, &graft, &mut control);
+    }
+    let mut rpc = Vec::new();
+    field(3, &control, &mut rpc);
+    framed(&rpc)
+}
+
+/// A peer that speaks gossipsub's wire format by hand and sends GRAFTs for
+/// `topics` topics nobody joined (names of 500 bytes, 100 to an RPC); the
+/// relay's RSS while it is still connected.
+async fn flood_grafts(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerId, u64) {
+    use futures::channel::oneshot;
+
+    let mut swarm = tcp_swarm(
+        Keypair::generate_ed25519(),
+        |_| libp2p_stream::Behaviour::new(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let peer = *swarm.local_peer_id();
+    let mut control = swarm.behaviour().new_control();
+    // The relay announces its topics on a stream of its own once ours is
+    // up; a peer refusing it would have the relay stop reading ours.
+    let incoming = control.accept(MESHSUB).unwrap();
+    async_std::task::spawn(bsv_p2p_tests::probes::serve_sink(incoming));
+    swarm.dial(relay.tcp_addr()).unwrap();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = async_std::task::spawn(async move {
+        let mut stop = stop_rx.fuse();
+        loop {
+            futures::select! {
+                _ = swarm.select_next_some() => {}
+                _ = stop => return,
+            }
+        }
+    });
+    let mut stream = control.open_stream(relay.peer_id(), MESHSUB).await.unwrap();
+    for batch in 0..topics / 100 {
+        let rpc =
+            graft_rpc((0..100).map(|t| format!("/graft/{seed}/{batch}/{t}/{}", "x".repeat(480))));
+        // The relay reads as fast as it handles: a write that completes was
+        // taken in (up to one stream window).
+        stream.write_all(&rpc).await.unwrap();
+    }
+    stream.flush().await.unwrap();
+    async_std::task::sleep(Duration::from_secs(2)).await;
+    let during = rss(relay.pid());
+    drop(stream);
+    let _ = stop.send(());
+    task.await;
+    (peer, during)
+}
+
+#[test]
+fn grafts_for_topics_nobody_joined_are_not_kept() {
+    let relay = Relay::start(json!({}));
+    let (warm, _) = block_on(flood_grafts(&relay, 5_000, 0));
+    wait_gone(&relay, warm);
+    let before = rss(relay.pid());
+    // 64,000 topic names, 32 MB of them.
+    let (attacker, during) = block_on(flood_grafts(&relay, 64_000, 1));
+    eprintln!(
+        "GRAFT flood: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
+        before as f64 / MIB as f64,
+        during as f64 / MIB as f64
+    );
+    assert!(
+        during < before + 8 * MIB,
+        "the relay holds the grafted topics: {before} -> {during} bytes"
+    );
+    wait_gone(&relay, attacker);
+    within_ten_percent("64,000 topic GRAFTs", before, rss(relay.pid()));
+}
