@@ -277,6 +277,11 @@ pub struct Behaviour<D = IdentityTransform, F = AllowAllSubscriptionFilter> {
     /// connected peer looking for mesh candidates of a topic nobody joined.
     topic_subscribers: HashMap<TopicHash, usize>,
 
+    /// PATCH: the connected peers whose `dont_send` may hold entries (at
+    /// most every connected peer), so that the heartbeat flushes stale
+    /// IDONTWANTs without walking every connected peer.
+    dont_send_peers: HashSet<PeerId>,
+
     /// A set of all explicit peers. These are peers that remain connected and we unconditionally
     /// forward messages to, outside of the scoring system.
     explicit_peers: HashSet<PeerId>,
@@ -476,6 +481,7 @@ where
             count_sent_iwant: HashMap::new(),
             connected_peers: HashMap::new(),
             topic_subscribers: HashMap::new(),
+            dont_send_peers: HashSet::new(),
             published_message_ids: DuplicateCache::new(config.published_message_ids_cache_time()),
             config,
             subscription_filter,
@@ -2472,7 +2478,12 @@ where
         self.failed_messages.shrink_to_fit();
 
         // Flush stale IDONTWANTs.
-        for peer in self.connected_peers.values_mut() {
+        // PATCH: only of the peers that sent some, see `dont_send_peers`.
+        let connected_peers = &mut self.connected_peers;
+        self.dont_send_peers.retain(|peer_id| {
+            let Some(peer) = connected_peers.get_mut(peer_id) else {
+                return false;
+            };
             while let Some((_front, instant)) = peer.dont_send.front() {
                 if (*instant + IDONTWANT_TIMEOUT) >= Instant::now() {
                     break;
@@ -2480,7 +2491,8 @@ where
                     peer.dont_send.pop_front();
                 }
             }
-        }
+            !peer.dont_send.is_empty()
+        });
 
         tracing::debug!("Completed Heartbeat");
         if let Some(metrics) = self.metrics.as_mut() {
@@ -3035,6 +3047,9 @@ where
                 return;
             };
 
+            // PATCH: see `dont_send_peers`.
+            self.dont_send_peers.remove(&peer_id);
+
             // remove peer from all mappings
             for topic in &connected_peer.topics {
                 // PATCH: see `topic_subscribers`.
@@ -3347,6 +3362,8 @@ where
                             if let Some(metrics) = self.metrics.as_mut() {
                                 metrics.register_idontwant(message_ids.len());
                             }
+                            // PATCH: see `dont_send_peers`.
+                            self.dont_send_peers.insert(propagation_source);
                             for message_id in message_ids {
                                 peer.dont_send.insert(message_id, Instant::now());
                                 // Don't exceed capacity.

@@ -794,18 +794,29 @@ impl Behaviour {
     fn next_due(&self) -> Option<Instant> {
         let idle_check = (self.config.circuit_idle_timeout.is_some() && self.circuits.len() > 0)
             .then(|| self.last_idle_check + IDLE_CHECK);
-        let buckets =
-            !self.reservation_rate_peer.is_empty() || !self.reservation_rate_ip.is_empty();
-        let sweep = buckets.then_some(self.last_sweep + SWEEP);
+        let sweep = self.next_sweep();
         [self.reservations.next_deadline(), idle_check, sweep]
             .into_iter()
             .flatten()
             .min()
     }
 
+    /// When the rate buckets are next swept: once one may be full again,
+    /// and at most every [`SWEEP`].
+    fn next_sweep(&self) -> Option<Instant> {
+        let full = [
+            self.reservation_rate_peer.next_full(),
+            self.reservation_rate_ip.next_full(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(full.max(self.last_sweep + SWEEP))
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
-        if now >= self.last_sweep + SWEEP {
+        if self.next_sweep().is_some_and(|at| now >= at) {
             self.last_sweep = now;
             self.reservation_rate_peer.sweep(now);
             self.reservation_rate_ip.sweep(now);
