@@ -237,7 +237,9 @@ where
     gs.connected_peers.insert(
         peer,
         PeerConnections {
-            kind: kind.unwrap_or(PeerKind::Floodsub),
+            // PATCH: the default the behaviour gives a new peer; `kind`
+            // arrives below as the handler reports it.
+            kind: PeerKind::Floodsub,
             connections: vec![connection_id],
             topics: Default::default(),
             sender,
@@ -428,6 +430,9 @@ fn test_subscribe() {
         .peer_no(20)
         .topics(subscribe_topic)
         .to_subscribe(true)
+        // PATCH: subscriptions go out once a peer shows it speaks
+        // gossipsub (its `PeerKind`), no longer on connect.
+        .peer_kind(PeerKind::Gossipsubv1_1)
         .create_network();
 
     assert!(
@@ -471,6 +476,9 @@ fn test_unsubscribe() {
         .peer_no(20)
         .topics(topic_strings)
         .to_subscribe(true)
+        // PATCH: subscriptions go out once a peer shows it speaks
+        // gossipsub (its `PeerKind`), no longer on connect.
+        .peer_kind(PeerKind::Gossipsubv1_1)
         .create_network();
 
     for topic_hash in &topic_hashes {
@@ -846,6 +854,9 @@ fn test_inject_connected() {
         .peer_no(20)
         .topics(vec![String::from("topic1"), String::from("topic2")])
         .to_subscribe(true)
+        // PATCH: subscriptions go out once a peer shows it speaks
+        // gossipsub (its `PeerKind`), no longer on connect.
+        .peer_kind(PeerKind::Gossipsubv1_1)
         .create_network();
 
     // check that our subscriptions are sent to each of the peers
@@ -1320,6 +1331,10 @@ fn test_handle_graft_is_not_subscribed() {
         !gs.mesh.get(&topic_hashes[0]).unwrap().contains(&peers[7]),
         "Expected peer to have been added to mesh"
     );
+    // PATCH: nor is the topic recorded for the peer.
+    let unsubscribed = TopicHash::from_raw(String::from("unsubscribed topic"));
+    assert!(!gs.connected_peers[&peers[7]].topics.contains(&unsubscribed));
+    assert!(!gs.topic_subscribers.contains_key(&unsubscribed));
 }
 
 /// tests multiple topics in a single graft message
@@ -5495,13 +5510,30 @@ fn clear_stale_idontwant() {
         .peer_kind(PeerKind::Gossipsubv1_2)
         .create_network();
 
-    let peer = gs.connected_peers.get_mut(&peers[2]).unwrap();
-    peer.dont_send
-        .insert(MessageId::new(&[1, 2, 3, 4]), Instant::now());
+    // PATCH: received as the handler reports it, so that the behaviour
+    // knows the peer has some (`dont_send_peers`).
+    let rpc = Rpc {
+        messages: vec![],
+        subscriptions: vec![],
+        control_msgs: vec![ControlAction::IDontWant(IDontWant {
+            message_ids: vec![MessageId::new(&[1, 2, 3, 4])],
+        })],
+    };
+    gs.on_connection_handler_event(
+        peers[2],
+        ConnectionId::new_unchecked(0),
+        HandlerEvent::Message {
+            rpc,
+            invalid_messages: vec![],
+        },
+    );
+    gs.heartbeat();
+    assert!(!gs.connected_peers[&peers[2]].dont_send.is_empty(), "not stale yet");
     std::thread::sleep(Duration::from_secs(3));
     gs.heartbeat();
     let peer = gs.connected_peers.get_mut(&peers[2]).unwrap();
     assert!(peer.dont_send.is_empty());
+    assert!(gs.dont_send_peers.is_empty(), "a peer with none is forgotten");
 }
 
 #[test]
