@@ -80,6 +80,12 @@ const IDONTWANT_CAP: usize = 10_000;
 /// IDONTWANT timeout before removal.
 const IDONTWANT_TIMEOUT: Duration = Duration::new(3, 0);
 
+/// PATCH: the longest message id an IDONTWANT entry is kept for. Ids of the
+/// message id functions in use (rust-, go- and js-libp2p's defaults, content
+/// hashes) are under 100 bytes; without a bound a peer could have us keep
+/// `IDONTWANT_CAP` ids of up to a whole RPC each.
+const MAX_IDONTWANT_ID_LEN: usize = 256;
+
 /// Determines if published messages should be signed or not.
 ///
 /// Without signing, a number of privacy preserving modes can be selected.
@@ -3365,6 +3371,10 @@ where
                             // PATCH: see `dont_send_peers`.
                             self.dont_send_peers.insert(propagation_source);
                             for message_id in message_ids {
+                                // PATCH: see `MAX_IDONTWANT_ID_LEN`.
+                                if message_id.0.len() > MAX_IDONTWANT_ID_LEN {
+                                    continue;
+                                }
                                 peer.dont_send.insert(message_id, Instant::now());
                                 // Don't exceed capacity.
                                 if peer.dont_send.len() > IDONTWANT_CAP {

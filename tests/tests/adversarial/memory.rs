@@ -295,10 +295,13 @@ fn graft_rpc(topics: impl Iterator<Item = String>) -> Vec<u8> {
     framed(&rpc)
 }
 
-/// A peer that speaks gossipsub's wire format by hand and sends GRAFTs for
-/// `topics` topics nobody joined (names of 500 bytes, 100 to an RPC); the
-/// relay's RSS while it is still connected.
-async fn flood_grafts(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerId, u64) {
+/// A peer that speaks gossipsub's wire format by hand and sends `rpcs`; the
+/// relay's RSS while it is still connected, `settle` after the last.
+async fn flood_rpcs(
+    relay: &Relay,
+    rpcs: impl Iterator<Item = Vec<u8>>,
+    settle: Duration,
+) -> (libp2p::PeerId, u64) {
     use futures::channel::oneshot;
 
     let mut swarm = tcp_swarm(
@@ -325,20 +328,27 @@ async fn flood_grafts(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerI
         }
     });
     let mut stream = control.open_stream(relay.peer_id(), MESHSUB).await.unwrap();
-    for batch in 0..topics / 100 {
-        let rpc =
-            graft_rpc((0..100).map(|t| format!("/graft/{seed}/{batch}/{t}/{}", "x".repeat(480))));
+    for rpc in rpcs {
         // The relay reads as fast as it handles: a write that completes was
         // taken in (up to one stream window).
         stream.write_all(&rpc).await.unwrap();
     }
     stream.flush().await.unwrap();
-    async_std::task::sleep(Duration::from_secs(2)).await;
+    async_std::task::sleep(settle).await;
     let during = rss(relay.pid());
     drop(stream);
     let _ = stop.send(());
     task.await;
     (peer, during)
+}
+
+/// GRAFTs for `topics` topics nobody joined, names of 500 bytes, 100 to an
+/// RPC.
+async fn flood_grafts(relay: &Relay, topics: usize, seed: u32) -> (libp2p::PeerId, u64) {
+    let rpcs = (0..topics / 100).map(move |batch| {
+        graft_rpc((0..100).map(move |t| format!("/graft/{seed}/{batch}/{t}/{}", "x".repeat(480))))
+    });
+    flood_rpcs(relay, rpcs, Duration::from_secs(2)).await
 }
 
 #[test]
@@ -360,4 +370,45 @@ fn grafts_for_topics_nobody_joined_are_not_kept() {
     );
     wait_gone(&relay, attacker);
     within_ten_percent("64,000 topic GRAFTs", before, rss(relay.pid()));
+}
+
+/// One gossipsub RPC, framed, whose control part is one IDONTWANT for `ids`.
+fn idontwant_rpc(ids: &[Vec<u8>]) -> Vec<u8> {
+    let mut idontwant = Vec::new();
+    for id in ids {
+        field(1, id, &mut idontwant);
+    }
+    let mut control = Vec::new();
+    field(5, &idontwant, &mut control);
+    let mut rpc = Vec::new();
+    field(3, &control, &mut rpc);
+    framed(&rpc)
+}
+
+#[test]
+fn idontwants_with_huge_message_ids_are_not_kept() {
+    let relay = Relay::start(json!({}));
+    let flood = |count: u32, seed: u8| {
+        (0..count).map(move |i| {
+            let mut id = vec![seed; 100_000];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            idontwant_rpc(&[id])
+        })
+    };
+    let (warm, _) = block_on(flood_rpcs(&relay, flood(100, 0), Duration::ZERO));
+    wait_gone(&relay, warm);
+    let before = rss(relay.pid());
+    // 1,000 message ids of 100 kB, 100 MB of them.
+    let (attacker, during) = block_on(flood_rpcs(&relay, flood(1000, 1), Duration::ZERO));
+    eprintln!(
+        "IDONTWANT flood: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
+        before as f64 / MIB as f64,
+        during as f64 / MIB as f64
+    );
+    assert!(
+        during < before + 16 * MIB,
+        "the relay holds the IDONTWANT ids: {before} -> {during} bytes"
+    );
+    wait_gone(&relay, attacker);
+    within_ten_percent("100 MB of IDONTWANT ids", before, rss(relay.pid()));
 }

@@ -5496,6 +5496,27 @@ fn parses_idontwant() {
     );
     let peer = gs.connected_peers.get_mut(&peers[1]).unwrap();
     assert!(peer.dont_send.get(&message_id).is_some());
+
+    // PATCH: an id longer than any message id function makes is not kept.
+    let huge = MessageId::new(&[7; MAX_IDONTWANT_ID_LEN + 1]);
+    let rpc = Rpc {
+        messages: vec![],
+        subscriptions: vec![],
+        control_msgs: vec![ControlAction::IDontWant(IDontWant {
+            message_ids: vec![huge.clone()],
+        })],
+    };
+    gs.on_connection_handler_event(
+        peers[1],
+        ConnectionId::new_unchecked(0),
+        HandlerEvent::Message {
+            rpc,
+            invalid_messages: vec![],
+        },
+    );
+    let peer = gs.connected_peers.get_mut(&peers[1]).unwrap();
+    assert!(peer.dont_send.get(&huge).is_none());
+    assert_eq!(peer.dont_send.len(), 1);
 }
 
 /// Test that a node clears stale IDONTWANT messages.
