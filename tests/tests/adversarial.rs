@@ -6,6 +6,7 @@ mod adversarial {
     mod access;
     mod control;
     mod datadir;
+    mod gossip;
     mod health;
     mod journal;
     mod logging;

@@ -86,6 +86,11 @@ const IDONTWANT_TIMEOUT: Duration = Duration::new(3, 0);
 /// `IDONTWANT_CAP` ids of up to a whole RPC each.
 const MAX_IDONTWANT_ID_LEN: usize = 256;
 
+/// PATCH: the longest backoff, in seconds, a peer's PRUNE can ask for. The
+/// backoff is added to `Instant::now()`, which panics on overflow: a PRUNE
+/// asking for `u64::MAX` seconds brought the whole node down.
+const MAX_PRUNE_BACKOFF: u64 = 3600;
+
 /// Determines if published messages should be signed or not.
 ///
 /// Without signing, a number of privacy preserving modes can be selected.
@@ -1607,6 +1612,14 @@ where
         let (below_threshold, score) =
             self.score_below_threshold(peer_id, |pst| pst.accept_px_threshold);
         for (topic_hash, px, backoff) in prune_data {
+            // PATCH: a PRUNE for a topic we did not join could only leave a
+            // backoff entry behind, kept after the peer leaves: ignore it, as
+            // GRAFTs for such topics are.
+            if !self.mesh.contains_key(&topic_hash) {
+                continue;
+            }
+            // PATCH: see `MAX_PRUNE_BACKOFF`.
+            let backoff = backoff.map(|secs| secs.min(MAX_PRUNE_BACKOFF));
             self.remove_peer_from_mesh(peer_id, &topic_hash, backoff, true, Churn::Prune);
 
             if self.mesh.contains_key(&topic_hash) {

@@ -6053,3 +6053,29 @@ fn test_priority_messages_are_always_sent() {
         .is_ok());
     assert!(sender.send_message(RpcOut::Unsubscribe(topic_hash)).is_ok());
 }
+
+/// PATCH: a PRUNE's backoff is bounded (an unbounded one overflowed
+/// `Instant` and panicked), and a PRUNE for a topic we did not join leaves
+/// nothing behind.
+#[test]
+fn test_prune_backoff_is_bounded_and_unjoined_topics_are_ignored() {
+    let (mut gs, peers, _, topic_hashes) = inject_nodes1()
+        .peer_no(1)
+        .topics(vec![String::from("topic1")])
+        .to_subscribe(true)
+        .create_network();
+    let unjoined = TopicHash::from_raw("unjoined");
+    gs.handle_prune(
+        &peers[0],
+        vec![
+            (topic_hashes[0].clone(), vec![], Some(u64::MAX)),
+            (unjoined.clone(), vec![], Some(60)),
+        ],
+    );
+    let until = gs
+        .backoffs
+        .get_backoff_time(&topic_hashes[0], &peers[0])
+        .unwrap();
+    assert!(until <= Instant::now() + Duration::from_secs(MAX_PRUNE_BACKOFF));
+    assert!(gs.backoffs.get_backoff_time(&unjoined, &peers[0]).is_none());
+}
