@@ -14,9 +14,18 @@ use libp2p::identity::Keypair;
 use libp2p::StreamProtocol;
 use serde_json::json;
 
-use super::memory::{field, framed, varint, wait_gone, within_ten_percent};
+use super::memory::{
+    field, framed, held_neither_during_nor_after, varint, wait_gone, within_ten_percent,
+};
 
 const MESHSUB: StreamProtocol = StreamProtocol::new("/meshsub/1.1.0");
+
+/// One gossipsub RPC, framed, with only `control` (a ControlMessage).
+fn control_rpc(control: &[u8]) -> Vec<u8> {
+    let mut rpc = Vec::new();
+    field(3, control, &mut rpc);
+    framed(&rpc)
+}
 
 /// One gossipsub RPC, framed, whose control part GRAFTs each of `topics`.
 fn graft_rpc(topics: impl Iterator<Item = String>) -> Vec<u8> {
@@ -26,9 +35,7 @@ fn graft_rpc(topics: impl Iterator<Item = String>) -> Vec<u8> {
         field(1, topic.as_bytes(), &mut graft);
         field(3, &graft, &mut control);
     }
-    let mut rpc = Vec::new();
-    field(3, &control, &mut rpc);
-    framed(&rpc)
+    control_rpc(&control)
 }
 
 /// A peer that speaks gossipsub's wire format by hand and sends `rpcs`; the
@@ -95,17 +102,13 @@ fn grafts_for_topics_nobody_joined_are_not_kept() {
     let before = rss(relay.pid());
     // 64,000 topic names, 32 MB of them.
     let (attacker, during) = block_on(flood_grafts(&relay, 64_000, 1));
-    eprintln!(
-        "GRAFT flood: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
-        before as f64 / MIB as f64,
-        during as f64 / MIB as f64
+    held_neither_during_nor_after(
+        &relay,
+        "64,000 topic GRAFTs",
+        (before, during),
+        attacker,
+        8 * MIB,
     );
-    assert!(
-        during < before + 8 * MIB,
-        "the relay holds the grafted topics: {before} -> {during} bytes"
-    );
-    wait_gone(&relay, attacker);
-    within_ten_percent("64,000 topic GRAFTs", before, rss(relay.pid()));
 }
 
 /// One gossipsub RPC, framed, whose control part is one IDONTWANT for `ids`.
@@ -116,9 +119,7 @@ fn idontwant_rpc(ids: &[Vec<u8>]) -> Vec<u8> {
     }
     let mut control = Vec::new();
     field(5, &idontwant, &mut control);
-    let mut rpc = Vec::new();
-    field(3, &control, &mut rpc);
-    framed(&rpc)
+    control_rpc(&control)
 }
 
 #[test]
@@ -136,17 +137,13 @@ fn idontwants_with_huge_message_ids_are_not_kept() {
     let before = rss(relay.pid());
     // 1,000 message ids of 100 kB, 100 MB of them.
     let (attacker, during) = block_on(flood_rpcs(&relay, flood(1000, 1), Duration::ZERO));
-    eprintln!(
-        "IDONTWANT flood: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
-        before as f64 / MIB as f64,
-        during as f64 / MIB as f64
+    held_neither_during_nor_after(
+        &relay,
+        "100 MB of IDONTWANT ids",
+        (before, during),
+        attacker,
+        16 * MIB,
     );
-    assert!(
-        during < before + 16 * MIB,
-        "the relay holds the IDONTWANT ids: {before} -> {during} bytes"
-    );
-    wait_gone(&relay, attacker);
-    within_ten_percent("100 MB of IDONTWANT ids", before, rss(relay.pid()));
 }
 
 /// One gossipsub RPC, framed, whose control part PRUNEs each of `topics`
@@ -160,9 +157,7 @@ fn prune_rpc(topics: impl Iterator<Item = String>, backoff: u64) -> Vec<u8> {
         varint(backoff, &mut prune);
         field(4, &prune, &mut control);
     }
-    let mut rpc = Vec::new();
-    field(3, &control, &mut rpc);
-    framed(&rpc)
+    control_rpc(&control)
 }
 
 #[test]

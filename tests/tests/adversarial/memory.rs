@@ -267,15 +267,33 @@ fn subscriptions_to_unconfigured_topics_are_not_kept() {
     let before = rss(relay.pid());
     // 64,000 topic names, 32 MB of them.
     let (attacker, during) = block_on(flood_topics(&relay, 64_000, 1));
+    held_neither_during_nor_after(
+        &relay,
+        "64,000 topic subscriptions",
+        (before, during),
+        attacker,
+        8 * MIB,
+    );
+}
+
+/// What an attacker made the relay hold: RSS `during` its attack less than
+/// `slack` over `before`, and within 10% of it once the attacker has left.
+pub(super) fn held_neither_during_nor_after(
+    relay: &Relay,
+    what: &str,
+    (before, during): (u64, u64),
+    attacker: libp2p::PeerId,
+    slack: u64,
+) {
     eprintln!(
-        "topic flood: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
+        "{what}: relay RSS {:.2} MiB before, {:.2} MiB while the attacker is connected",
         before as f64 / MIB as f64,
         during as f64 / MIB as f64
     );
     assert!(
-        during < before + 8 * MIB,
-        "the relay holds the flooded topics: {before} -> {during} bytes"
+        during < before + slack,
+        "{what}: the relay holds them, RSS {before} -> {during} bytes"
     );
-    wait_gone(&relay, attacker);
-    within_ten_percent("64,000 topic subscriptions", before, rss(relay.pid()));
+    wait_gone(relay, attacker);
+    within_ten_percent(what, before, rss(relay.pid()));
 }
