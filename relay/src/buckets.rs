@@ -205,6 +205,7 @@ mod tests {
             "untracked beyond the bound"
         );
         assert_eq!(b.len(), 2);
+        assert_eq!(b.due.len(), 2, "the due queue is bounded with the map");
         let mut off = Buckets::new(0, Duration::from_secs(60), 2);
         assert!((0..100).all(|_| off.take(&1, t0)), "capacity 0: no limit");
         assert!(off.is_empty());
