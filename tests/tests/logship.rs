@@ -492,6 +492,10 @@ fn a_relay_restart_and_a_socket_absent_at_start_lose_nothing() {
     let mut relay = Relay::start_with(RelayOptions::new(busy_relay_config()).dir(dir));
     block_on(burst(&relay, 300));
     let before = last_seq(&relay);
+    // The shipper reads this relay before it goes: otherwise it may first
+    // connect to the second one and read both lives from the journal, never
+    // seeing the restart this test is about.
+    wait_covered(&receiver, before, T);
     relay
         .stop(Signal::Term, Duration::from_secs(20))
         .expect("the relay stops");
