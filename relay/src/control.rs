@@ -283,7 +283,10 @@ pub fn write_snapshot(
 }
 
 /// The journal event for a hop event.
-pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
+///
+/// `relay_addrs` are the relay's own addresses as text, each ending with
+/// its `/p2p/` part; peer IDs are named by the ledger.
+pub fn hop_event(e: &hop::Event, relay_addrs: &[String], ledger: &Ledger) -> EventKind {
     use hop::Event::*;
     match e {
         ReservationCreated {
@@ -291,34 +294,35 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
             renewed,
             expires,
         } => {
-            let addrs = addrs
+            let name = ledger.name(peer);
+            let addrs = relay_addrs
                 .iter()
-                .map(|a| format!("{a}/p2p-circuit/p2p/{peer}"))
+                .map(|a| format!("{a}/p2p-circuit/p2p/{name}"))
                 .collect();
             if *renewed {
                 EventKind::ReservationRenewed {
-                    peer_id: peer.to_string(),
+                    peer_id: name.into_owned(),
                     expires_at: *expires,
                     addrs,
                 }
             } else {
                 EventKind::ReservationCreated {
-                    peer_id: peer.to_string(),
+                    peer_id: name.into_owned(),
                     expires_at: *expires,
                     addrs,
                 }
             }
         }
         ReservationDenied { peer, refusal } => EventKind::ReservationDenied {
-            peer_id: peer.to_string(),
+            peer_id: ledger.name(peer).into_owned(),
             reason: DenialReason::from(*refusal),
         },
         ReservationExpired { peer } => EventKind::ReservationExpired {
-            peer_id: peer.to_string(),
+            peer_id: ledger.name(peer).into_owned(),
             reason: Some("expired".to_string()),
         },
         ReservationClosed { peer } => EventKind::ReservationClosed {
-            peer_id: peer.to_string(),
+            peer_id: ledger.name(peer).into_owned(),
             reason: Some("disconnected".to_string()),
         },
         CircuitOpened {
@@ -328,20 +332,20 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
             limits,
         } => EventKind::CircuitOpened {
             circuit_id: *id,
-            src: src.to_string(),
-            dst: dst.to_string(),
+            src: ledger.name(src).into_owned(),
+            dst: ledger.name(dst).into_owned(),
             limit_duration_ms: limits.duration.map(millis),
             limit_bytes: limits.data,
         },
         CircuitDenied { src, dst, refusal } => EventKind::CircuitDenied {
-            src: src.to_string(),
-            dst: dst.map(|d| d.to_string()),
+            src: ledger.name(src).into_owned(),
+            dst: dst.map(|d| ledger.name(&d).into_owned()),
             reason: DenialReason::from(*refusal),
         },
         CircuitClosed(c) => EventKind::CircuitClosed {
             circuit_id: c.id,
-            src: c.src.to_string(),
-            dst: c.dst.to_string(),
+            src: ledger.name(&c.src).into_owned(),
+            dst: ledger.name(&c.dst).into_owned(),
             bytes_src_to_dst: c.bytes_src_to_dst,
             bytes_dst_to_src: c.bytes_dst_to_src,
             duration_ms: millis(c.duration),
@@ -350,7 +354,7 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
             limit_bytes: c.limits.data,
         },
         RequestDenied { peer, refusal } => EventKind::RequestDenied {
-            peer_id: peer.to_string(),
+            peer_id: ledger.name(peer).into_owned(),
             reason: DenialReason::from(*refusal),
         },
     }
@@ -358,7 +362,7 @@ pub fn hop_event(e: &hop::Event, addrs: &[Multiaddr]) -> EventKind {
 
 pub fn connection_opened(c: &ledger::Connection) -> EventKind {
     EventKind::ConnectionOpened {
-        peer_id: c.peer.to_string(),
+        peer_id: c.peer_name.to_string(),
         direction: c.direction,
         transport: Transport::from(c.transport),
         remote_addr: c.remote.to_string(),
@@ -367,7 +371,7 @@ pub fn connection_opened(c: &ledger::Connection) -> EventKind {
 
 pub fn connection_closed(c: &ledger::Connection, cause: Option<String>) -> EventKind {
     EventKind::ConnectionClosed {
-        peer_id: c.peer.to_string(),
+        peer_id: c.peer_name.to_string(),
         transport: Transport::from(c.transport),
         cause,
         duration_ms: millis(c.opened_at.elapsed()),

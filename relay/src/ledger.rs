@@ -3,7 +3,9 @@
 //! that `status`, `stats` and `peers` answer without touching the network.
 //! Reservations and circuits are counted by the hop behaviour itself.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bsv_p2p_proto::Direction;
@@ -36,6 +38,9 @@ impl Transport {
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub peer: PeerId,
+    /// The peer ID's text, shared with the peer's entry: base58 is encoded
+    /// once per connected peer, not for each log line and event.
+    pub peer_name: Arc<str>,
     pub direction: Direction,
     pub transport: Transport,
     pub remote: Multiaddr,
@@ -50,8 +55,15 @@ pub struct Ledger {
     pub closed_total: u64,
     /// Failures that are not refusals: listener errors, failed handshakes, …
     pub errors: BTreeMap<&'static str, u64>,
-    /// Agent versions learned through identify, while the peer is connected.
-    agents: HashMap<PeerId, String>,
+    /// Each connected peer: at most one entry per open connection.
+    peers: HashMap<PeerId, Peer>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    name: Arc<str>,
+    /// The agent version learned through identify.
+    agent: Option<String>,
 }
 
 impl Ledger {
@@ -68,8 +80,18 @@ impl Ledger {
             }
         };
         self.opened_total += 1;
+        let name = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Peer {
+                name: peer.to_string().into(),
+                agent: None,
+            })
+            .name
+            .clone();
         self.open.entry(id).or_insert(Connection {
             peer,
+            peer_name: name,
             direction,
             transport: Transport::of(endpoint.get_remote_address()),
             remote,
@@ -82,7 +104,7 @@ impl Ledger {
         let c = self.open.remove(&id)?;
         self.closed_total += 1;
         if remaining == 0 {
-            self.agents.remove(&c.peer);
+            self.peers.remove(&c.peer);
         }
         Some(c)
     }
@@ -92,13 +114,21 @@ impl Ledger {
     }
 
     pub fn identified(&mut self, peer: PeerId, agent: String) {
-        if self.open.values().any(|c| c.peer == peer) {
-            self.agents.insert(peer, agent);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.agent = Some(agent);
         }
     }
 
     pub fn agent(&self, peer: &PeerId) -> Option<&str> {
-        self.agents.get(peer).map(String::as_str)
+        self.peers.get(peer)?.agent.as_deref()
+    }
+
+    /// A peer ID's text: kept while the peer is connected, encoded otherwise.
+    pub fn name(&self, peer: &PeerId) -> Cow<'_, str> {
+        match self.peers.get(peer) {
+            Some(p) => Cow::Borrowed(&p.name),
+            None => Cow::Owned(peer.to_string()),
+        }
     }
 
     /// Every open connection.
@@ -131,7 +161,7 @@ impl Ledger {
     }
 
     pub fn peer_count(&self) -> usize {
-        self.by_peer().len()
+        self.peers.len()
     }
 }
 

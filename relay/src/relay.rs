@@ -167,6 +167,7 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         stop_requested: None,
         access,
         store,
+        relay_addrs: RelayAddrs::default(),
     };
 
     loop {
@@ -226,6 +227,28 @@ struct Serving {
     access: Access,
     /// Where `acl.add` entries are kept.
     store: access::store::Store,
+    relay_addrs: RelayAddrs,
+}
+
+/// The relay's reservation addresses as text, for reservation events; made
+/// again only when the external addresses change.
+#[derive(Default)]
+struct RelayAddrs {
+    external: Vec<Multiaddr>,
+    text: Vec<String>,
+}
+
+impl RelayAddrs {
+    fn text(&mut self, hop: Option<&hop::Behaviour>) -> &[String] {
+        let external = hop.map_or(&[][..], |h| h.external_addrs());
+        if self.external != external {
+            self.external = external.to_vec();
+            self.text = hop
+                .map(|h| h.relay_addrs().iter().map(Multiaddr::to_string).collect())
+                .unwrap_or_default();
+        }
+        &self.text
+    }
 }
 
 impl Serving {
@@ -617,7 +640,7 @@ impl Serving {
                 let c = self.ledger.opened(connection_id, peer_id, &endpoint);
                 log::info!(
                     event = "connection_opened",
-                    peerId = peer_id.to_string().as_str(),
+                    peerId = &*c.peer_name,
                     direction = c.direction.as_str(),
                     transport = proto::Transport::from(c.transport).as_str(),
                     address = c.remote.to_string().as_str(),
@@ -638,7 +661,7 @@ impl Serving {
                 let cause = cause.map(|c| c.to_string());
                 log::info!(
                     event = "connection_closed",
-                    peerId = peer_id.to_string().as_str(),
+                    peerId = &*self.ledger.name(&peer_id),
                     transport = transport_of(endpoint.get_remote_address()),
                     remaining = u64::from(num_established),
                     cause = cause.as_deref().unwrap_or("closed");
@@ -661,13 +684,9 @@ impl Serving {
                 log::debug!(event = "error", kind = "outgoing_connection", error = error.to_string().as_str(); "");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Hop(e)) => {
-                let addrs = swarm
-                    .behaviour()
-                    .hop
-                    .as_ref()
-                    .map(|h| h.relay_addrs())
-                    .unwrap_or_default();
-                self.publish(control::hop_event(&e, &addrs));
+                let addrs = self.relay_addrs.text(swarm.behaviour().hop.as_ref());
+                let kind = control::hop_event(&e, addrs, &self.ledger);
+                self.publish(kind);
                 self.on_hop_event(e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
@@ -765,20 +784,20 @@ impl Serving {
                 } else {
                     "reservation_created"
                 };
-                log::info!(event = kind, peerId = peer.to_string().as_str(), ttl = self.ttl_secs, expires = expires; "");
+                log::info!(event = kind, peerId = &*self.ledger.name(&peer), ttl = self.ttl_secs, expires = expires; "");
             }
             ReservationDenied { peer, refusal } => {
                 let reason = proto::DenialReason::from(refusal);
-                log::info!(event = "reservation_denied", peerId = peer.to_string().as_str(), reason = reason.as_str(), status = refusal.status().as_str(); "");
+                log::info!(event = "reservation_denied", peerId = &*self.ledger.name(&peer), reason = reason.as_str(), status = refusal.status().as_str(); "");
             }
             ReservationExpired { peer } => {
-                log::info!(event = "reservation_expired", peerId = peer.to_string().as_str(), reason = "expired"; "");
+                log::info!(event = "reservation_expired", peerId = &*self.ledger.name(&peer), reason = "expired"; "");
             }
             ReservationClosed { peer } => {
-                log::info!(event = "reservation_closed", peerId = peer.to_string().as_str(), reason = "disconnected"; "");
+                log::info!(event = "reservation_closed", peerId = &*self.ledger.name(&peer), reason = "disconnected"; "");
             }
             CircuitOpened { id, src, dst, .. } => {
-                log::info!(event = "circuit_opened", circuitId = id, src = src.to_string().as_str(), dst = dst.to_string().as_str(); "");
+                log::info!(event = "circuit_opened", circuitId = id, src = &*self.ledger.name(&src), dst = &*self.ledger.name(&dst); "");
             }
             CircuitDenied { src, dst, refusal } => {
                 let dst = dst.map(|d| d.to_string()).unwrap_or_default();
@@ -789,8 +808,8 @@ impl Serving {
                 log::info!(
                     event = "circuit_closed",
                     circuitId = c.id,
-                    src = c.src.to_string().as_str(),
-                    dst = c.dst.to_string().as_str(),
+                    src = &*self.ledger.name(&c.src),
+                    dst = &*self.ledger.name(&c.dst),
                     bytesSrcToDst = c.bytes_src_to_dst,
                     bytesDstToSrc = c.bytes_dst_to_src,
                     durationMs = c.duration.as_millis() as u64,

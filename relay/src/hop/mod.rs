@@ -388,6 +388,11 @@ impl Behaviour {
         out
     }
 
+    /// The confirmed external addresses [`Self::relay_addrs`] is made of.
+    pub fn external_addrs(&self) -> &[Multiaddr] {
+        &self.external
+    }
+
     /// The addresses handed out in reservations.
     pub fn relay_addrs(&self) -> Vec<Multiaddr> {
         self.external
