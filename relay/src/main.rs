@@ -111,7 +111,9 @@ fn main() -> ExitCode {
         // nothing has touched it before this point.
         std::env::set_var("ASYNC_STD_THREAD_COUNT", config.runtime_threads.to_string());
     }
-    let outcome = async_std::task::block_on(relay::run(config));
+    // On the heap: moved by value through block_on's frames, the swarm
+    // loop's future left about 330 KiB of the main thread's stack resident.
+    let outcome = async_std::task::block_on(Box::pin(relay::run(config)));
     if let Err(e) = &outcome {
         log::error!(event = "relay_failed"; "{e}");
         eprintln!("error: {e}");

@@ -219,16 +219,32 @@ impl Bench {
         );
         out.insert("relay_rss_bytes".into(), json!(self.relay_rss()));
         out.insert("relay_peak_rss_bytes".into(), json!(self.relay_peak_rss()));
+        // What the resident memory is made of: the heap and other private
+        // memory, and the program's own pages (its code, mostly).
+        out.insert(
+            "relay_rss_anon_bytes".into(),
+            json!(self.relay_status_bytes("RssAnon:")),
+        );
+        out.insert(
+            "relay_rss_file_bytes".into(),
+            json!(self.relay_status_bytes("RssFile:")),
+        );
         out
     }
 
     /// The relay's high-water mark of resident memory (VmHWM), since it
     /// started.
     fn relay_peak_rss(&self) -> Option<u64> {
+        self.relay_status_bytes("VmHWM:")
+    }
+
+    /// A memory figure of the relay's `/proc/<pid>/status` (in kB there),
+    /// in bytes.
+    fn relay_status_bytes(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.relay_pid?)).ok()?;
         let kib = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .find_map(|l| l.strip_prefix(field))?
             .trim()
             .trim_end_matches("kB")
             .trim()
