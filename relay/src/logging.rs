@@ -159,6 +159,9 @@ impl Log for Logger {
 }
 
 fn record_line(pretty: bool, record: &Record<'_>, time: SystemTime) -> String {
+    if !pretty {
+        return json_line(record, time);
+    }
     let mut fields = serde_json::Map::new();
     let _ = record.key_values().visit(&mut Fields(&mut fields));
     let event = match fields.shift_remove("event") {
@@ -212,6 +215,109 @@ fn format_line(
     };
     line.push('\n');
     line
+}
+
+/// A record's JSON line, written straight from its key-values: the line
+/// [`format_line`] makes, without a map of owned keys and values in
+/// between (this runs on the swarm task for every line).
+fn json_line(record: &Record<'_>, time: SystemTime) -> String {
+    let mut event = None;
+    let _ = record.key_values().visit(&mut FindEvent(&mut event));
+    let mut out = Vec::with_capacity(320);
+    let _ = write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"{}\",\"event\":",
+        humantime::format_rfc3339_millis(time),
+        level_word(record.level())
+    );
+    json_str(&mut out, event.as_deref().unwrap_or("log"));
+    let _ = record.key_values().visit(&mut JsonFields(&mut out));
+    let message = record.args();
+    match message.as_str() {
+        Some("") => {}
+        Some(text) => message_field(&mut out, text),
+        None => {
+            let text = message.to_string();
+            if !text.is_empty() {
+                message_field(&mut out, &text);
+            }
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    // Only JSON's own output went in, which is UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn level_word(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "error",
+        log::Level::Warn => "warn",
+        log::Level::Info => "info",
+        log::Level::Debug => "debug",
+        log::Level::Trace => "trace",
+    }
+}
+
+fn message_field(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b",\"message\":");
+    json_str(out, text);
+}
+
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    let _ = serde_json::to_writer(out, text);
+}
+
+/// The `event` key's text, if it is text.
+struct FindEvent<'a>(&'a mut Option<String>);
+
+impl<'kvs> VisitSource<'kvs> for FindEvent<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        if key.as_str() == "event" && value_kind(&value).is_none() {
+            *self.0 = Some(match value.to_borrowed_str() {
+                Some(text) => text.to_string(),
+                None => value.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A key-value's JSON when it is not text: what `serde_json::Value` would
+/// make of it.
+fn value_kind(value: &kv::Value<'_>) -> Option<serde_json::Value> {
+    if let Some(b) = value.to_bool() {
+        Some(b.into())
+    } else if let Some(n) = value.to_u64() {
+        Some(n.into())
+    } else if let Some(n) = value.to_i64() {
+        Some(n.into())
+    } else {
+        value.to_f64().map(Into::into)
+    }
+}
+
+/// Writes `,"key":value` for every key but `event`.
+struct JsonFields<'a>(&'a mut Vec<u8>);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        if key.as_str() == "event" {
+            return Ok(());
+        }
+        self.0.push(b',');
+        json_str(self.0, key.as_str());
+        self.0.push(b':');
+        match value_kind(&value) {
+            Some(v) => {
+                let _ = serde_json::to_writer(&mut *self.0, &v);
+            }
+            None => match value.to_borrowed_str() {
+                Some(text) => json_str(self.0, text),
+                None => json_str(self.0, &value.to_string()),
+            },
+        }
+        Ok(())
+    }
 }
 
 struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
@@ -279,6 +385,64 @@ mod tests {
         assert_eq!(v["ttl"], 3600);
         assert_eq!(v["message"], "reservation created");
         assert!(line.ends_with('\n'));
+    }
+
+    /// The line as a map of owned values made it: what `json_line` must
+    /// write byte for byte.
+    fn via_map(record: &Record<'_>, time: SystemTime) -> String {
+        let mut fields = serde_json::Map::new();
+        let _ = record.key_values().visit(&mut Fields(&mut fields));
+        let event = match fields.shift_remove("event") {
+            Some(serde_json::Value::String(e)) => e,
+            _ => "log".to_string(),
+        };
+        let message = record.args().to_string();
+        format_line(false, record.level(), time, &event, fields, &message)
+    }
+
+    #[test]
+    fn json_lines_are_written_as_the_map_wrote_them() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_771_527_600_123);
+        let display = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let kvs: [(&str, kv::Value); 9] = [
+            (
+                "peerId",
+                kv::Value::from("quote \" backslash \\ newline \n tab \t bell \u{7} é ✓"),
+            ),
+            ("event", kv::Value::from("circuit_closed")),
+            ("bytes", kv::Value::from(u64::MAX)),
+            ("delta", kv::Value::from(-42i64)),
+            ("ratio", kv::Value::from(1.5f64)),
+            ("nan", kv::Value::from(f64::NAN)),
+            ("ok", kv::Value::from(true)),
+            ("address", kv::Value::from_display(&display)),
+            ("empty", kv::Value::from("")),
+        ];
+        let numeric_event: [(&str, kv::Value); 2] = [
+            ("event", kv::Value::from(7u64)),
+            ("what", kv::Value::from("x")),
+        ];
+        let no_event: [(&str, kv::Value); 1] = [("what", kv::Value::from("y"))];
+        let sets: [&[(&str, kv::Value)]; 4] = [&kvs, &numeric_event, &no_event, &[]];
+        for (i, kvs) in sets.into_iter().enumerate() {
+            for level in [log::Level::Error, log::Level::Info, log::Level::Trace] {
+                let message = format!("message {i} with \"quotes\"");
+                for args in [
+                    format_args!(""),
+                    format_args!("static text"),
+                    format_args!("{message}"),
+                ] {
+                    let record = Record::builder()
+                        .level(level)
+                        .args(args)
+                        .key_values(&kvs)
+                        .build();
+                    let line = json_line(&record, time);
+                    assert_eq!(line, via_map(&record, time));
+                    serde_json::from_str::<serde_json::Value>(&line).unwrap();
+                }
+            }
+        }
     }
 
     #[test]
