@@ -25,7 +25,7 @@ use std::sync::LazyLock;
 use libp2p_identity as identity;
 use rand::{Rng as _, SeedableRng};
 use snow::params::NoiseParams;
-use x25519_dalek::{x25519, X25519_BASEPOINT_BYTES};
+use x25519_dalek::x25519;
 use zeroize::Zeroize;
 
 use crate::Error;
@@ -243,9 +243,20 @@ impl Default for Keypair {
 /// Promote a X25519 secret key into a keypair.
 impl From<SecretKey> for Keypair {
     fn from(secret: SecretKey) -> Keypair {
-        let public = PublicKey(x25519(secret.0, X25519_BASEPOINT_BYTES));
+        let public = public_of(secret.0);
         Keypair { secret, public }
     }
+}
+
+/// PATCH: a secret key's public key by fixed-base multiplication with
+/// curve25519-dalek's precomputed basepoint table (the same function
+/// x25519-dalek's `PublicKey::from(&StaticSecret)` is), not by a Montgomery
+/// ladder of the base point, `x25519(secret, X25519_BASEPOINT_BYTES)`: the
+/// same key, a fraction of the work. Every handshake makes an ephemeral
+/// key, so this is one of its three X25519 operations.
+fn public_of(secret: [u8; 32]) -> PublicKey {
+    let secret = x25519_dalek::StaticSecret::from(secret);
+    PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
 }
 
 #[doc(hidden)]
@@ -270,7 +281,7 @@ impl snow::types::Dh for Keypair {
         let mut secret = [0u8; 32];
         secret.copy_from_slice(sk);
         self.secret = SecretKey(secret); // Copy
-        self.public = PublicKey(x25519(secret, X25519_BASEPOINT_BYTES));
+        self.public = public_of(secret);
         secret.zeroize();
     }
 
@@ -278,7 +289,7 @@ impl snow::types::Dh for Keypair {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         self.secret = SecretKey(secret); // Copy
-        self.public = PublicKey(x25519(secret, X25519_BASEPOINT_BYTES));
+        self.public = public_of(secret);
         secret.zeroize();
     }
 
@@ -317,6 +328,27 @@ mod tests {
         let bob_handshake_hash = bob.get_handshake_hash();
 
         assert_eq!(alice_handshake_hash, bob_handshake_hash)
+    }
+
+    #[test]
+    fn the_fixed_base_public_key_is_the_ladders() {
+        use snow::types::Dh;
+        use x25519_dalek::X25519_BASEPOINT_BYTES;
+        use rand::SeedableRng;
+        let mut rng = Rng(rand::rngs::StdRng::from_entropy());
+        for _ in 0..1000 {
+            let mut keypair = Keypair::new();
+            keypair.generate(&mut rng);
+            let ladder = x25519(keypair.secret.0, X25519_BASEPOINT_BYTES);
+            assert_eq!(keypair.public.0, ladder);
+        }
+        // Keys that clamping changes: low bits and top bits set.
+        for secret in [[0u8; 32], [0xff; 32], [1; 32]] {
+            assert_eq!(
+                public_of(secret).0,
+                x25519(secret, X25519_BASEPOINT_BYTES)
+            );
+        }
     }
 
     fn xx_builder(prologue: &'static [u8]) -> snow::Builder<'static> {
