@@ -23,7 +23,7 @@
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use argh::FromArgs;
@@ -159,14 +159,18 @@ async fn run(args: Args, relay_peer: PeerId) -> Result<(), String> {
         // exists now: the relayed echo cannot wander onto a direct
         // connection made later.
         let mut opening = Box::pin(async move { control.open_stream(peer, ECHO).await });
-        let _ = opening
+        // That poll may already finish it (a refusal, say): its outcome is
+        // kept, as a finished future must not be polled again.
+        let first = opening
             .as_mut()
             .poll(&mut Context::from_waker(futures::task::noop_waker_ref()));
         async_std::task::spawn(async move {
             let result = timeout(STEP, async {
-                let stream = opening
-                    .await
-                    .map_err(|e| format!("open echo stream: {e}"))?;
+                let opened = match first {
+                    Poll::Ready(opened) => opened,
+                    Poll::Pending => opening.await,
+                };
+                let stream = opened.map_err(|e| format!("open echo stream: {e}"))?;
                 probes::echo(stream, bytes).await.map(|t| t.bytes)
             })
             .await
