@@ -170,3 +170,51 @@ pub fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(port: u16) -> ConnectedPoint {
+        ConnectedPoint::Listener {
+            local_addr: "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+            send_back_addr: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_peer_is_named_and_counted_while_any_of_its_connections_is_open() {
+        let mut ledger = Ledger::default();
+        let peer = PeerId::random();
+        let text = peer.to_string();
+        let (a, b) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        assert_eq!(
+            ledger.opened(a, peer, &listener(5001)).peer_name.as_ref(),
+            text
+        );
+        assert_eq!(
+            ledger.opened(b, peer, &listener(5002)).peer_name.as_ref(),
+            text
+        );
+        assert_eq!(ledger.peer_count(), 1);
+        assert!(matches!(ledger.name(&peer), Cow::Borrowed(t) if t == text));
+        ledger.identified(peer, "bot/1.0".into());
+        assert_eq!(ledger.agent(&peer), Some("bot/1.0"));
+
+        ledger.closed(a, 1).unwrap();
+        assert_eq!(ledger.peer_count(), 1);
+        assert_eq!(ledger.agent(&peer), Some("bot/1.0"));
+        ledger.closed(b, 0).unwrap();
+        assert_eq!(ledger.peer_count(), 0);
+        assert_eq!(ledger.agent(&peer), None);
+        // Gone from the books, still named right.
+        assert!(matches!(ledger.name(&peer), Cow::Owned(t) if t == text));
+        // Identify arriving after the last close keeps nothing.
+        ledger.identified(peer, "late/1.0".into());
+        assert_eq!(ledger.agent(&peer), None);
+        assert_eq!(ledger.peer_count(), 0);
+    }
+}

@@ -13,7 +13,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +28,9 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static UNREPORTED: AtomicU64 = AtomicU64::new(0);
 /// Messages in the queue: the writer reports drops once it reaches zero.
 static QUEUED: AtomicUsize = AtomicUsize::new(0);
-static QUEUE: OnceLock<SyncSender<Message>> = OnceLock::new();
+/// Messages the queue holds at most (`log.queueLines`).
+static CAPACITY: AtomicUsize = AtomicUsize::new(1);
+static QUEUE: OnceLock<Sender<Message>> = OnceLock::new();
 
 enum Message {
     Line(String),
@@ -49,16 +51,32 @@ pub fn init(format: &LogFormat, level: LevelFilter, capacity: usize) {
         LogFormat::Json => false,
         LogFormat::Auto => std::io::stdout().is_terminal(),
     };
-    let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+    // Unbounded as a channel (its slots come in small blocks as lines
+    // queue, and go as they are written), bounded by `QUEUED`: a bounded
+    // channel of 8,192 slots kept a quarter of a MiB resident for good.
+    let (tx, rx) = mpsc::channel();
     if QUEUE.set(tx).is_err() {
         return;
     }
+    CAPACITY.store(capacity.max(1), Ordering::Relaxed);
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_lines(rx, pretty));
     if writer.is_ok() && log::set_boxed_logger(Box::new(Logger { pretty })).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Queues `message` unless the queue holds `CAPACITY` messages already.
+fn enqueue(queue: &Sender<Message>, message: Message) -> Result<(), TrySendError<Message>> {
+    if QUEUED.fetch_add(1, Ordering::Relaxed) >= CAPACITY.load(Ordering::Relaxed) {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+        return Err(TrySendError::Full(message));
+    }
+    queue.send(message).map_err(|e| {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+        TrySendError::Disconnected(e.0)
+    })
 }
 
 /// Waits until every line logged so far is written, for at most `timeout`:
@@ -69,11 +87,8 @@ pub fn flush(timeout: Duration) {
     let (done, written) = mpsc::sync_channel(1);
     let mut message = Message::Flush(done);
     loop {
-        match queue.try_send(message) {
-            Ok(()) => {
-                QUEUED.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
+        match enqueue(queue, message) {
+            Ok(()) => break,
             Err(TrySendError::Disconnected(_)) => return,
             Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                 message = m;
@@ -141,10 +156,8 @@ impl Log for Logger {
         }
         let Some(queue) = QUEUE.get() else { return };
         let line = record_line(self.pretty, record, SystemTime::now());
-        match queue.try_send(Message::Line(line)) {
-            Ok(()) => {
-                QUEUED.fetch_add(1, Ordering::Relaxed);
-            }
+        match enqueue(queue, Message::Line(line)) {
+            Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
                 UNREPORTED.fetch_add(1, Ordering::Relaxed);
