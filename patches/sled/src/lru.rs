@@ -46,12 +46,13 @@ struct AccessQueue {
     full_list: AtomicPtr<AccessBlock>,
 }
 
+// PATCH: a queue's first block is allocated by its first push, not up
+// front: `Lru::new` makes 256 queues, and a database of fewer pages than
+// that never touches most of them.
 impl Default for AccessQueue {
     fn default() -> AccessQueue {
         AccessQueue {
-            writing: AtomicPtr::new(Box::into_raw(Box::new(
-                AccessBlock::default(),
-            ))),
+            writing: AtomicPtr::default(),
             full_list: AtomicPtr::default(),
         }
     }
@@ -63,6 +64,26 @@ impl AccessQueue {
         loop {
             debug_delay();
             let head = self.writing.load(Ordering::Acquire);
+            if head.is_null() {
+                // PATCH: install the first block; the loser of a race frees
+                // its own, never published.
+                let new = Box::into_raw(Box::new(AccessBlock::default()));
+                if self
+                    .writing
+                    .compare_exchange(
+                        head,
+                        new,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_err()
+                {
+                    unsafe {
+                        drop(Box::from_raw(new));
+                    }
+                }
+                continue;
+            }
             let block = unsafe { &*head };
 
             debug_delay();
@@ -126,8 +147,10 @@ impl Drop for AccessQueue {
     fn drop(&mut self) {
         debug_delay();
         let writing = self.writing.load(Ordering::Acquire);
-        unsafe {
-            Box::from_raw(writing);
+        if !writing.is_null() {
+            unsafe {
+                Box::from_raw(writing);
+            }
         }
         debug_delay();
         let mut head = self.full_list.load(Ordering::Acquire);
@@ -358,5 +381,41 @@ fn lru_smoke_test() {
     for i in 0..1000 {
         let guard = pin();
         lru.accessed(i, 16, &guard);
+    }
+}
+
+// PATCH: threads racing to install a queue's first block lose no access
+// and leak no block (the losers free theirs).
+#[test]
+fn first_push_race_loses_nothing() {
+    use crate::pin;
+    use std::sync::{Arc, Barrier};
+
+    const THREADS: usize = 8;
+    const PUSHES: usize = 1000;
+    for _ in 0..50 {
+        let queue = Arc::new(AccessQueue::default());
+        let start = Arc::new(Barrier::new(THREADS));
+        let pushers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (queue, start) = (queue.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for i in 0..PUSHES {
+                        let pos = (t * PUSHES + i + 1) as u64;
+                        queue.push(CacheAccess::new(pos, 16));
+                    }
+                })
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        let guard = pin();
+        let full = queue.take(&guard).count();
+        let writing = queue.writing.load(Ordering::Acquire);
+        assert!(!writing.is_null(), "the first push installs a block");
+        let partial = unsafe { &*writing }.len.load(Ordering::Acquire);
+        assert_eq!(full + partial.min(MAX_QUEUE_ITEMS), THREADS * PUSHES);
     }
 }
