@@ -551,13 +551,14 @@ where
             waker.wake();
         }
 
-        let connection = Connection::new(
+        // PATCH: boxed, see `task::new_for_established_connection`.
+        let connection = Box::new(Connection::new(
             connection,
             handler,
             self.substream_upgrade_protocol_override,
             self.max_negotiating_inbound_streams,
             self.idle_connection_timeout,
-        );
+        ));
 
         let span = tracing::debug_span!(parent: tracing::Span::none(), "new_established_connection", remote_addr = %endpoint.get_remote_address(), %id, peer = %obtained_peer_id);
         span.follows_from(tracing::Span::current());

@@ -174,7 +174,11 @@ pub(crate) async fn new_for_pending_incoming_connection<TFut>(
 pub(crate) async fn new_for_established_connection<THandler>(
     connection_id: ConnectionId,
     peer_id: PeerId,
-    mut connection: crate::connection::Connection<THandler>,
+    // PATCH: boxed by the caller. By value, the connection (its handler with
+    // every protocol's state) was stored in this future's state, and again
+    // where `close` moves the handler into the stream of its last events:
+    // three times the connection's size for every connection.
+    mut connection: Box<crate::connection::Connection<THandler>>,
     mut command_receiver: mpsc::Receiver<Command<THandler::FromBehaviour>>,
     mut events: mpsc::Sender<EstablishedConnectionEvent<THandler::ToBehaviour>>,
 ) where
@@ -183,7 +187,7 @@ pub(crate) async fn new_for_established_connection<THandler>(
     loop {
         match futures::future::select(
             command_receiver.next(),
-            poll_fn(|cx| Pin::new(&mut connection).poll(cx)),
+            poll_fn(|cx| Pin::new(&mut *connection).poll(cx)),
         )
         .await
         {
@@ -192,16 +196,16 @@ pub(crate) async fn new_for_established_connection<THandler>(
                 Command::Close => {
                     command_receiver.close();
                     let (remaining_events, closing_muxer) = connection.close();
+                    // PATCH: the handler stays on the heap (see above).
+                    let mut remaining_events = Box::pin(remaining_events.map(|event| {
+                        Ok(EstablishedConnectionEvent::Notify {
+                            id: connection_id,
+                            event,
+                            peer_id,
+                        })
+                    }));
 
-                    let _ = events
-                        .send_all(&mut remaining_events.map(|event| {
-                            Ok(EstablishedConnectionEvent::Notify {
-                                id: connection_id,
-                                event,
-                                peer_id,
-                            })
-                        }))
-                        .await;
+                    let _ = events.send_all(&mut remaining_events).await;
 
                     let error = closing_muxer.await.err().map(ConnectionError::IO);
 
@@ -242,16 +246,16 @@ pub(crate) async fn new_for_established_connection<THandler>(
                     Err(error) => {
                         command_receiver.close();
                         let (remaining_events, _closing_muxer) = connection.close();
+                        // PATCH: the handler stays on the heap (see above).
+                        let mut remaining_events = Box::pin(remaining_events.map(|event| {
+                            Ok(EstablishedConnectionEvent::Notify {
+                                id: connection_id,
+                                event,
+                                peer_id,
+                            })
+                        }));
 
-                        let _ = events
-                            .send_all(&mut remaining_events.map(|event| {
-                                Ok(EstablishedConnectionEvent::Notify {
-                                    id: connection_id,
-                                    event,
-                                    peer_id,
-                                })
-                            }))
-                            .await;
+                        let _ = events.send_all(&mut remaining_events).await;
 
                         // Terminate the task with the error, dropping the connection.
                         let _ = events
