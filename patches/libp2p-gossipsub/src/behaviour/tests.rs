@@ -446,7 +446,7 @@ fn test_subscribe() {
         .fold(0, |mut collected_subscriptions, c| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Subscribe(_)) = priority.try_recv() {
+                if let Ok(RpcOut::Subscribe(_)) = priority.try_recv().map(|rpc| *rpc) {
                     collected_subscriptions += 1
                 }
             }
@@ -510,7 +510,7 @@ fn test_unsubscribe() {
         .fold(0, |mut collected_subscriptions, c| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Subscribe(_)) = priority.try_recv() {
+                if let Ok(RpcOut::Subscribe(_)) = priority.try_recv().map(|rpc| *rpc) {
                     collected_subscriptions += 1
                 }
             }
@@ -585,7 +585,7 @@ fn test_join() {
         for (peer_id, c) in receivers.into_iter() {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Graft(_)) = priority.try_recv() {
+                if let Ok(RpcOut::Graft(_)) = priority.try_recv().map(|rpc| *rpc) {
                     acc += 1;
                 }
             }
@@ -730,7 +730,7 @@ fn test_publish_without_flood_publishing() {
         .fold(vec![], |mut collected_publish, c| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv() {
+                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv().map(|rpc| *rpc) {
                     collected_publish.push(message);
                 }
             }
@@ -815,7 +815,7 @@ fn test_fanout() {
         .fold(vec![], |mut collected_publish, c| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv() {
+                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv().map(|rpc| *rpc) {
                     collected_publish.push(message);
                 }
             }
@@ -866,7 +866,7 @@ fn test_inject_connected() {
         |mut collected_subscriptions, (peer, c)| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Subscribe(topic)) = priority.try_recv() {
+                if let Ok(RpcOut::Subscribe(topic)) = priority.try_recv().map(|rpc| *rpc) {
                     let mut peer_subs = collected_subscriptions.remove(&peer).unwrap_or_default();
                     peer_subs.push(topic.into_string());
                     collected_subscriptions.insert(peer, peer_subs);
@@ -1101,7 +1101,7 @@ fn test_handle_iwant_msg_cached() {
         .fold(vec![], |mut collected_messages, c| {
             let non_priority = c.non_priority.get_ref();
             while !non_priority.is_empty() {
-                if let Ok(RpcOut::Forward { message, .. }) = non_priority.try_recv() {
+                if let Ok(RpcOut::Forward { message, .. }) = non_priority.try_recv().map(|rpc| *rpc) {
                     collected_messages.push(message)
                 }
             }
@@ -1157,7 +1157,7 @@ fn test_handle_iwant_msg_cached_shifted() {
         receivers = receivers.into_iter().map(|(peer_id, c)| {
             let non_priority = c.non_priority.get_ref();
             while !non_priority.is_empty() {
-                if matches!(non_priority.try_recv(), Ok(RpcOut::Forward{message, timeout: _ }) if
+                if matches!(non_priority.try_recv().map(|rpc| *rpc), Ok(RpcOut::Forward{message, timeout: _ }) if
                         gs.config.message_id(
                             &gs.data_transform
                                 .inbound_transform(message.clone())
@@ -1229,7 +1229,7 @@ fn test_handle_ihave_subscribed_and_msg_not_cached() {
     let receiver = receivers.remove(&peers[7]).unwrap();
     let non_priority = receiver.non_priority.get_ref();
     while !non_priority.is_empty() {
-        if let Ok(RpcOut::IWant(IWant { message_ids })) = non_priority.try_recv() {
+        if let Ok(RpcOut::IWant(IWant { message_ids })) = non_priority.try_recv().map(|rpc| *rpc) {
             if message_ids
                 .iter()
                 .any(|m| *m == MessageId::new(b"unknown id"))
@@ -1412,12 +1412,12 @@ fn count_control_msgs(
         let priority = c.priority.get_ref();
         let non_priority = c.non_priority.get_ref();
         while !priority.is_empty() || !non_priority.is_empty() {
-            if let Ok(rpc) = priority.try_recv() {
+            if let Ok(rpc) = priority.try_recv().map(|rpc| *rpc) {
                 if filter(&peer_id, &rpc) {
                     collected_messages += 1;
                 }
             }
-            if let Ok(rpc) = non_priority.try_recv() {
+            if let Ok(rpc) = non_priority.try_recv().map(|rpc| *rpc) {
                 if filter(&peer_id, &rpc) {
                     collected_messages += 1;
                 }
@@ -1445,8 +1445,8 @@ fn flush_events<D: DataTransform, F: TopicSubscriptionFilter>(
         let priority = c.priority.get_ref();
         let non_priority = c.non_priority.get_ref();
         while !priority.is_empty() || !non_priority.is_empty() {
-            let _ = priority.try_recv();
-            let _ = non_priority.try_recv();
+            let _ = priority.try_recv().map(|rpc| *rpc);
+            let _ = non_priority.try_recv().map(|rpc| *rpc);
         }
         new_receivers.insert(
             peer_id,
@@ -1664,7 +1664,7 @@ fn do_forward_messages_to_explicit_peers() {
         receivers.into_iter().fold(0, |mut fwds, (peer_id, c)| {
             let non_priority = c.non_priority.get_ref();
             while !non_priority.is_empty() {
-                if matches!(non_priority.try_recv(), Ok(RpcOut::Forward{message: m, timeout: _}) if peer_id == peers[0] && m.data == message.data) {
+                if matches!(non_priority.try_recv().map(|rpc| *rpc), Ok(RpcOut::Forward{message: m, timeout: _}) if peer_id == peers[0] && m.data == message.data) {
         fwds +=1;
         }
                 }
@@ -1809,7 +1809,7 @@ fn no_gossip_gets_sent_to_explicit_peers() {
     let mut gossips = 0;
     let non_priority = receiver.non_priority.get_ref();
     while !non_priority.is_empty() {
-        if let Ok(RpcOut::IHave(_)) = non_priority.try_recv() {
+        if let Ok(RpcOut::IHave(_)) = non_priority.try_recv().map(|rpc| *rpc) {
             gossips += 1;
         }
     }
@@ -2213,7 +2213,7 @@ fn test_flood_publish() {
         .fold(vec![], |mut collected_publish, c| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv() {
+                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv().map(|rpc| *rpc) {
                     collected_publish.push(message);
                 }
             }
@@ -2775,7 +2775,7 @@ fn test_iwant_msg_from_peer_below_gossip_threshold_gets_ignored() {
             .fold(vec![], |mut collected_messages, (peer_id, c)| {
                 let non_priority = c.non_priority.get_ref();
                 while !non_priority.is_empty() {
-                    if let Ok(RpcOut::Forward { message, .. }) = non_priority.try_recv() {
+                    if let Ok(RpcOut::Forward { message, .. }) = non_priority.try_recv().map(|rpc| *rpc) {
                         collected_messages.push((peer_id, message));
                     }
                 }
@@ -2922,7 +2922,7 @@ fn test_do_not_publish_to_peer_below_publish_threshold() {
         .fold(vec![], |mut collected_publish, (peer_id, c)| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv() {
+                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv().map(|rpc| *rpc) {
                     collected_publish.push((peer_id, message));
                 }
             }
@@ -2977,7 +2977,7 @@ fn test_do_not_flood_publish_to_peer_below_publish_threshold() {
         .fold(vec![], |mut collected_publish, (peer_id, c)| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv() {
+                if let Ok(RpcOut::Publish { message, .. }) = priority.try_recv().map(|rpc| *rpc) {
                     collected_publish.push((peer_id, message))
                 }
             }
@@ -4527,7 +4527,7 @@ fn test_ignore_too_many_iwants_from_same_peer_for_same_message() {
         receivers.into_values().fold(0, |mut fwds, c| {
             let non_priority = c.non_priority.get_ref();
             while !non_priority.is_empty() {
-                if let Ok(RpcOut::Forward { .. }) = non_priority.try_recv() {
+                if let Ok(RpcOut::Forward { .. }) = non_priority.try_recv().map(|rpc| *rpc) {
                     fwds += 1;
                 }
             }
@@ -4942,7 +4942,7 @@ fn test_publish_to_floodsub_peers_without_flood_publish() {
         .fold(0, |mut collected_publish, (peer_id, c)| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if matches!(priority.try_recv(),
+                if matches!(priority.try_recv().map(|rpc| *rpc),
             Ok(RpcOut::Publish{..}) if peer_id == p1 || peer_id == p2)
                 {
                     collected_publish += 1;
@@ -4998,7 +4998,7 @@ fn test_do_not_use_floodsub_in_fanout() {
         .fold(0, |mut collected_publish, (peer_id, c)| {
             let priority = c.priority.get_ref();
             while !priority.is_empty() {
-                if matches!(priority.try_recv(),
+                if matches!(priority.try_recv().map(|rpc| *rpc),
             Ok(RpcOut::Publish{..}) if peer_id == p1 || peer_id == p2)
                 {
                     collected_publish += 1;
@@ -5226,7 +5226,7 @@ fn test_subscribe_and_graft_with_negative_score() {
         let new_receivers = HashMap::new();
         for (peer_id, receiver) in receivers.into_iter() {
             let non_priority = receiver.non_priority.get_ref();
-            match non_priority.try_recv() {
+            match non_priority.try_recv().map(|rpc| *rpc) {
                 Ok(rpc) if peer_id == p1 => {
                     gs1.on_connection_handler_event(
                         p2,
@@ -5320,7 +5320,7 @@ fn sends_idontwant() {
             .fold(0, |mut idontwants, (peer_id, c)| {
                 let non_priority = c.non_priority.get_ref();
                 while !non_priority.is_empty() {
-                    if let Ok(RpcOut::IDontWant(_)) = non_priority.try_recv() {
+                    if let Ok(RpcOut::IDontWant(_)) = non_priority.try_recv().map(|rpc| *rpc) {
                         assert_ne!(peer_id, peers[1]);
                         idontwants += 1;
                     }
@@ -5362,7 +5362,7 @@ fn doesnt_sends_idontwant_for_lower_message_size() {
             .fold(0, |mut idontwants, (peer_id, c)| {
                 let non_priority = c.non_priority.get_ref();
                 while !non_priority.is_empty() {
-                    if let Ok(RpcOut::IDontWant(_)) = non_priority.try_recv() {
+                    if let Ok(RpcOut::IDontWant(_)) = non_priority.try_recv().map(|rpc| *rpc) {
                         assert_ne!(peer_id, peers[1]);
                         idontwants += 1;
                     }
@@ -5405,7 +5405,7 @@ fn doesnt_send_idontwant() {
             .fold(0, |mut idontwants, (peer_id, c)| {
                 let non_priority = c.non_priority.get_ref();
                 while !non_priority.is_empty() {
-                    if matches!(non_priority.try_recv(), Ok(RpcOut::IDontWant(_)) if peer_id != peers[1]) {
+                    if matches!(non_priority.try_recv().map(|rpc| *rpc), Ok(RpcOut::IDontWant(_)) if peer_id != peers[1]) {
                         idontwants += 1;
                     }
                 }
@@ -5453,7 +5453,7 @@ fn doesnt_forward_idontwant() {
         receivers.into_iter().fold(0, |mut fwds, (peer_id, c)| {
             let non_priority = c.non_priority.get_ref();
             while !non_priority.is_empty() {
-                if let Ok(RpcOut::Forward { .. }) = non_priority.try_recv() {
+                if let Ok(RpcOut::Forward { .. }) = non_priority.try_recv().map(|rpc| *rpc) {
                     assert_ne!(peer_id, peers[2]);
                     fwds += 1;
                 }
