@@ -23,6 +23,15 @@ const MAX_THREADS: usize = 128;
 
 const DESIRED_WAITING_THREADS: usize = 7;
 
+// PATCH: the workers started with the pool, which never end. Upstream starts
+// `DESIRED_WAITING_THREADS` (seven) of them; two carry a process's writes and
+// its one flush on the pool (`Tree::flush_async` waits there for writes that
+// a second worker performs), and a backlog deeper than
+// `DESIRED_WAITING_THREADS` still adds dynamic workers as before. Each idle
+// worker cost about 14 KiB of resident memory (its stack and its allocator
+// arena).
+const IMMORTAL_THREADS: usize = 2;
+
 static WAITING_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static TOTAL_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static SPAWNS: AtomicUsize = AtomicUsize::new(0);
@@ -95,7 +104,7 @@ static BROKEN: AtomicBool = AtomicBool::new(false);
 
 fn init_queue() -> Queue {
     debug_delay();
-    for _ in 0..DESIRED_WAITING_THREADS {
+    for _ in 0..IMMORTAL_THREADS {
         debug_delay();
         if let Err(e) = spawn_new_thread(true) {
             log::error!("failed to initialize threadpool: {:?}", e);
