@@ -114,14 +114,23 @@ fn layout() -> Result<Vec<String>, String> {
             String::from_utf8_lossy(&link.stderr).trim()
         ));
     }
-    let run = Command::new(&exe)
+    run_probe(&exe, "--symbol-ordering-file")?;
+    Ok(args)
+}
+
+/// Runs a probe program the build just linked with `flag`.
+fn run_probe(exe: &std::path::Path, flag: &str) -> Result<(), String> {
+    let run = Command::new(exe)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("run the layout probe: {e}"))?;
+        .map_err(|e| format!("run {}: {e}", exe.display()))?;
     if !run.status.success() {
-        return Err("the layout probe does not run".into());
+        return Err(format!(
+            "the probe linked with {flag} does not run: {}",
+            String::from_utf8_lossy(&run.stderr).trim()
+        ));
     }
-    Ok(args)
+    Ok(())
 }
 
 /// Links and runs a small position-independent program with the flag; any
@@ -150,15 +159,5 @@ fn probe() -> Result<(), String> {
             String::from_utf8_lossy(&link.stderr).trim()
         ));
     }
-    let run = Command::new(&exe)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run the probe: {e}"))?;
-    if !run.status.success() {
-        return Err(format!(
-            "the probe linked with {FLAG} does not run: {}",
-            String::from_utf8_lossy(&run.stderr).trim()
-        ));
-    }
-    Ok(())
+    run_probe(&exe, FLAG)
 }
