@@ -17,8 +17,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
+
+use crate::worker::{Refused, Worker};
 
 /// Sequence numbers reserved at a time. A crash can skip at most this many;
 /// the next block is reserved when half of this one is used, so the swarm
@@ -129,49 +130,61 @@ struct Window {
     bytes: u64,
 }
 
-/// The reservation file and the thread that extends it.
+/// The reservation file and the worker that extends it.
 struct Mark {
     path: PathBuf,
     /// Numbers below this are reserved on disk.
     durable: Arc<AtomicU64>,
-    /// The highest reservation asked of the thread.
+    /// The highest reservation asked of the worker.
     asked: AtomicU64,
-    extend: SyncSender<u64>,
-    /// One writer of the file at a time: the thread, or the swarm task when
+    /// Writes the file off the swarm task; its thread runs only while a
+    /// write is due (once per half block of events).
+    worker: Worker,
+    /// One writer of the file at a time: the worker, or the swarm task when
     /// it cannot wait.
     writing: Arc<Mutex<()>>,
 }
 
 impl Mark {
     fn start(path: PathBuf, durable: u64) -> Self {
-        let durable = Arc::new(AtomicU64::new(durable));
-        let (extend, requests) = mpsc::sync_channel::<u64>(4);
-        let writing = Arc::new(Mutex::new(()));
-        let (thread_path, thread_durable, thread_writing) =
-            (path.clone(), durable.clone(), writing.clone());
-        let _ = std::thread::Builder::new()
-            .name("journal-mark".into())
-            .spawn(move || {
-                while let Ok(mut upto) = requests.recv() {
-                    while let Ok(later) = requests.try_recv() {
-                        upto = upto.max(later);
-                    }
-                    let _one = thread_writing.lock().unwrap_or_else(|p| p.into_inner());
-                    match write_mark(&thread_path, upto) {
-                        Ok(()) => thread_durable.fetch_max(upto, Ordering::AcqRel),
-                        Err(e) => {
-                            log::error!(event = "error", kind = "journal_mark", error = e.as_str(); "");
-                            0
-                        }
-                    };
-                }
-            });
         Self {
             path,
-            asked: AtomicU64::new(durable.load(Ordering::Acquire)),
-            durable,
-            extend,
-            writing,
+            asked: AtomicU64::new(durable),
+            durable: Arc::new(AtomicU64::new(durable)),
+            worker: Worker::new("journal-mark", 4),
+            writing: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Asks the worker to reserve up to `upto`; false if it cannot take it
+    /// now (the swarm task then writes itself when it must).
+    fn extend(&self, upto: u64) -> bool {
+        let (path, durable, writing) = (
+            self.path.clone(),
+            self.durable.clone(),
+            self.writing.clone(),
+        );
+        let job = Box::new(move || {
+            let _one = writing.lock().unwrap_or_else(|p| p.into_inner());
+            if durable.load(Ordering::Acquire) >= upto {
+                return;
+            }
+            match write_mark(&path, upto) {
+                Ok(()) => {
+                    durable.fetch_max(upto, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    log::error!(event = "error", kind = "journal_mark", error = e.as_str(); "");
+                }
+            }
+        });
+        match self.worker.run(job) {
+            Ok(()) => true,
+            Err(Refused::Full) => false,
+            Err(Refused::NoThread(e)) => {
+                log::error!(event = "error", kind = "journal_mark", error = e.as_str(); "");
+                false
+            }
         }
     }
 
@@ -185,7 +198,7 @@ impl Mark {
         let durable = self.durable.load(Ordering::Acquire);
         if seq + BLOCK / 2 >= durable && self.asked.load(Ordering::Relaxed) < durable + BLOCK {
             let upto = durable + BLOCK;
-            if self.extend.try_send(upto).is_ok() {
+            if self.extend(upto) {
                 self.asked.store(upto, Ordering::Relaxed);
             }
         }

@@ -30,3 +30,4 @@ pub mod logging;
 mod ping;
 pub mod relay;
 mod snapshot;
+mod worker;

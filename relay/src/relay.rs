@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -912,32 +911,89 @@ async fn write_snapshot(
 /// SIGINT/SIGTERM start a graceful stop (a second one exits at once);
 /// SIGHUP reloads the config file, like the `reload` command. Returns the
 /// stop and the reload requests.
-fn install_signal_handlers(
-) -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), String> {
+///
+/// The handlers only write a byte to a socket pair, which the runtime's
+/// reactor reads: no thread waits for signals. The second stop needs no
+/// reader at all: its handler exits the process itself, so it works even
+/// if the runtime were stuck.
+fn install_signal_handlers() -> Result<(SignalPipe, SignalPipe), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let (stop_tx, stop_rx) = mpsc::unbounded();
-    let (hup_tx, hup_rx) = mpsc::unbounded();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut stops = 0;
-            for signal in signals.forever() {
-                if signal == SIGHUP {
-                    let _ = hup_tx.unbounded_send(());
-                    continue;
-                }
-                stops += 1;
-                if stops == 1 {
-                    let _ = stop_tx.unbounded_send(());
-                } else {
-                    std::process::exit(130);
-                }
-            }
+    use signal_hook::{flag, low_level::pipe};
+    let err = |e: std::io::Error| format!("cannot install the signal handlers: {e}");
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_read, stop_write) = std::os::unix::net::UnixStream::pair().map_err(err)?;
+    let (hup_read, hup_write) = std::os::unix::net::UnixStream::pair().map_err(err)?;
+    for w in [&stop_write, &hup_write] {
+        w.set_nonblocking(true).map_err(err)?;
+    }
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it runs before the flag is set: the first
+        // stop finds it unset, every later one exits.
+        flag::register_conditional_shutdown(signal, 130, stopping.clone()).map_err(err)?;
+        flag::register(signal, stopping.clone()).map_err(err)?;
+        pipe::register(signal, stop_write.try_clone().map_err(err)?).map_err(err)?;
+    }
+    pipe::register(SIGHUP, hup_write).map_err(err)?;
+    Ok((
+        SignalPipe::new(stop_read, "stop")?,
+        SignalPipe::new(hup_read, "reload")?,
+    ))
+}
+
+/// The reading end of a signal's socket pair: one item per wake-up, however
+/// many signals arrived since. A read error is logged and the stream then
+/// waits forever: it never ends, so it never reads as a stop.
+struct SignalPipe {
+    read: async_std::os::unix::net::UnixStream,
+    what: &'static str,
+    broken: bool,
+}
+
+impl SignalPipe {
+    fn new(read: std::os::unix::net::UnixStream, what: &'static str) -> Result<Self, String> {
+        read.set_nonblocking(true)
+            .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+        Ok(Self {
+            read: read.into(),
+            what,
+            broken: false,
         })
-        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
-    Ok((stop_rx, hup_rx))
+    }
+}
+
+impl futures::Stream for SignalPipe {
+    type Item = ();
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<()>> {
+        use futures::AsyncRead;
+        use std::task::Poll;
+        if self.broken {
+            return Poll::Pending;
+        }
+        let mut buf = [0u8; 64];
+        match std::pin::Pin::new(&mut self.read).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(n)) if n > 0 => Poll::Ready(Some(())),
+            Poll::Ready(result) => {
+                let why = match result {
+                    Ok(_) => "its socket closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                log::error!(event = "error", kind = "signals", signal = self.what, error = why.as_str(); "signals asking to {} can no longer be read", self.what);
+                self.broken = true;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl futures::stream::FusedStream for SignalPipe {
+    fn is_terminated(&self) -> bool {
+        false
+    }
 }
 
 /// The subject of an `acl.*` call: a network or a peer id, checked here

@@ -404,7 +404,8 @@ impl Relay {
         crate::procfs::usage(self.pid)
     }
 
-    fn signal(&self, signal: Signal) {
+    /// Sends `signal` and returns at once (see [`Relay::stop`] to wait).
+    pub fn signal(&self, signal: Signal) {
         // The pid is our own child's, not yet reaped, so it cannot have been reused.
         let pid = libc::pid_t::try_from(self.pid).expect("pid fits pid_t");
         // SAFETY: kill(2) with a valid signal number has no memory effects.

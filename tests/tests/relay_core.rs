@@ -274,8 +274,36 @@ fn sigterm_with_connected_clients_drains_and_exits_zero() {
     });
 }
 
+/// The first stop signal starts a drain that could last the whole shutdown
+/// timeout; a second one ends the process at once, with 130. Its handler
+/// exits by itself, so this holds even while the runtime is busy.
 #[test]
+fn a_second_stop_signal_exits_at_once_with_130() {
+    let mut relay = Relay::start(json!({
+        "mode": "relay",
+        "shutdown": { "timeout": 60_000 }
+    }));
+    block_on(async {
+        let (_a, _b) = clients_in_circuit(&relay, &relay.tcp_addr()).await;
+        relay.signal(Signal::Term);
+        let stopped = relay
+            .stop(Signal::Int, Duration::from_secs(5))
+            .expect("the relay exits on the second signal");
+        assert_eq!(
+            stopped.status.code(),
+            Some(130),
+            "exit status {:?}",
+            stopped.status
+        );
+        assert!(
+            stopped.elapsed < Duration::from_secs(2),
+            "took {:?}",
+            stopped.elapsed
+        );
+    });
+}
 
+#[test]
 fn shutdown_logs_the_circuits_reservations_and_connections_it_ends() {
     let mut relay = Relay::start(json!({ "mode": "relay" }));
     block_on(async {

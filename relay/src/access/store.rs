@@ -1,41 +1,37 @@
 //! The entries added over the control socket, kept across restarts in a
 //! sled database (`<dataDir>/acl`). Reading happens once at start, before
-//! the swarm runs; every write goes to one thread of its own and is flushed
-//! before the caller hears back, so the swarm task never waits on the disk.
+//! the swarm runs; every write goes to a worker thread (one that runs only
+//! while writes are queued, in order) and is flushed before the caller
+//! hears back, so the swarm task never waits on the disk.
 //!
 //! Key: `allow:<subject>` or `deny:<subject>`; value: the entry as
 //! `acl.list` shows it (JSON). An entry that cannot be read is left in
 //! place and named in a warning, never deleted.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread;
+use std::sync::{Arc, Mutex};
 
 use bsv_p2p_proto as proto;
 
 use super::{Entry, Subject};
+use crate::worker::{Refused, Worker};
 
-/// What the writer thread is told; `done` hears how it went.
-enum Op {
-    Put(Entry, Done),
-    Remove(proto::AccessList, Subject, Done),
-}
+/// Writes queued at most; more are refused (the caller hears why). Each is
+/// an operator's `acl.*` call, so this is far beyond any honest backlog.
+const MAX_QUEUED: usize = 1024;
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 pub struct Store {
-    tx: Option<mpsc::Sender<Op>>,
-    writer: Option<thread::JoinHandle<()>>,
+    db: Arc<sled::Db>,
+    writer: Worker,
     path: PathBuf,
 }
 
 /// Stopping waits for the writes already asked for.
 impl Drop for Store {
     fn drop(&mut self) {
-        self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+        self.writer.wait_idle();
     }
 }
 
@@ -83,34 +79,11 @@ impl Store {
                 )),
             }
         }
-        let (tx, rx) = mpsc::channel::<Op>();
-        let path = dir.to_path_buf();
-        let writer = thread::Builder::new()
-            .name("acl-store".into())
-            .spawn(move || {
-                for op in rx {
-                    let (result, done) = match op {
-                        Op::Put(e, done) => {
-                            let value =
-                                serde_json::to_vec(&e.to_proto()).expect("an entry always encodes");
-                            (db.insert(key(e.list, &e.subject), value).map(drop), done)
-                        }
-                        Op::Remove(list, subject, done) => {
-                            (db.remove(key(list, &subject)).map(drop), done)
-                        }
-                    };
-                    let result = result
-                        .and_then(|()| db.flush().map(drop))
-                        .map_err(|e| format!("the access list store could not be written: {e}"));
-                    done(result);
-                }
-            })
-            .map_err(|e| format!("cannot start the access list writer: {e}"))?;
         Ok((
             Store {
-                tx: Some(tx),
-                writer: Some(writer),
-                path,
+                db: Arc::new(db),
+                writer: Worker::new("acl-store", MAX_QUEUED),
+                path: dir.to_path_buf(),
             },
             entries,
             warnings,
@@ -123,7 +96,15 @@ impl Store {
 
     /// Writes an entry (replacing one with the same list and subject).
     pub fn put(&self, entry: Entry, done: impl FnOnce(Result<(), String>) + Send + 'static) {
-        self.send(Op::Put(entry, Box::new(done)));
+        let db = self.db.clone();
+        self.write(
+            move || {
+                let value = serde_json::to_vec(&entry.to_proto()).expect("an entry always encodes");
+                db.insert(key(entry.list, &entry.subject), value)?;
+                db.flush().map(drop)
+            },
+            Box::new(done),
+        );
     }
 
     pub fn remove(
@@ -132,14 +113,38 @@ impl Store {
         subject: Subject,
         done: impl FnOnce(Result<(), String>) + Send + 'static,
     ) {
-        self.send(Op::Remove(list, subject, Box::new(done)));
+        let db = self.db.clone();
+        self.write(
+            move || {
+                db.remove(key(list, &subject))?;
+                db.flush().map(drop)
+            },
+            Box::new(done),
+        );
     }
 
-    fn send(&self, op: Op) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(mpsc::SendError(op)) = tx.send(op) {
-            let (Op::Put(_, done) | Op::Remove(_, _, done)) = op;
-            done(Err("the access list writer has stopped".into()));
+    /// Queues `op`; `done` hears its result, or why it was not queued.
+    fn write(&self, op: impl FnOnce() -> sled::Result<()> + Send + 'static, done: Done) {
+        let done = Arc::new(Mutex::new(Some(done)));
+        let take = |d: &Mutex<Option<Done>>| d.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let job_done = done.clone();
+        let job = Box::new(move || {
+            let result =
+                op().map_err(|e| format!("the access list store could not be written: {e}"));
+            if let Some(d) = take(&job_done) {
+                d(result);
+            }
+        });
+        if let Err(refused) = self.writer.run(job) {
+            let why = match refused {
+                Refused::Full => format!(
+                    "the access list writer is busy ({MAX_QUEUED} writes queued); try again"
+                ),
+                Refused::NoThread(e) => e,
+            };
+            if let Some(d) = take(&done) {
+                d(Err(why));
+            }
         }
     }
 }
@@ -148,6 +153,7 @@ impl Store {
 mod tests {
     use super::*;
     use proto::{AccessList, AclOrigin};
+    use std::sync::mpsc;
     use std::time::{Duration, SystemTime};
 
     fn wait(f: impl FnOnce(Box<dyn FnOnce(Result<(), String>) + Send>)) -> Result<(), String> {
