@@ -18,9 +18,9 @@
 //! 7.5 MB of text, kept about 5 MB of it resident. The file lists the
 //! functions a profiled run executed (`scripts/layout-profile` writes it);
 //! the linker places them first, side by side, and the rest after, unchanged.
-//! Symbols the file names and the binary lacks (after the relay's code, a
-//! dependency or the compiler changed: names carry hashes that move) are
-//! skipped: the layout degrades, the program does not
+//! Symbols the file names and the binary lacks (after a dependency, the
+//! compiler or the unified features changed: names carry hashes that move)
+//! are skipped: the layout degrades, the program does not
 //! change. Needs lld (rustc's default linker on x86_64 Linux since 1.90); the
 //! probe links a small Rust program with the flag through the same rustc and
 //! linker. `BSV_P2P_NO_LAYOUT=1` skips it.

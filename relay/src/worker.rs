@@ -134,10 +134,9 @@ mod tests {
             .any(|comm| comm.trim() == name)
     }
 
-    #[test]
-    fn jobs_run_in_order_and_the_thread_ends_when_the_queue_is_empty() {
-        let worker = Worker::new("worker-order", 64);
-        let (tx, rx) = mpsc::channel();
+    /// Queues a job that runs until the returned sender sends, and waits
+    /// until it runs.
+    fn hold(worker: &Worker) -> mpsc::Sender<()> {
         let (gate_tx, gate) = mpsc::channel::<()>();
         let (started_tx, started) = mpsc::channel::<()>();
         worker
@@ -147,6 +146,14 @@ mod tests {
             }))
             .unwrap_or_else(|_| panic!("queued"));
         started.recv_timeout(Duration::from_secs(10)).unwrap();
+        gate_tx
+    }
+
+    #[test]
+    fn jobs_run_in_order_and_the_thread_ends_when_the_queue_is_empty() {
+        let worker = Worker::new("worker-order", 64);
+        let (tx, rx) = mpsc::channel();
+        let gate_tx = hold(&worker);
         for i in 0..10 {
             let tx = tx.clone();
             worker
@@ -180,15 +187,7 @@ mod tests {
     #[test]
     fn a_full_queue_refuses() {
         let worker = Worker::new("worker-full", 2);
-        let (gate_tx, gate) = mpsc::channel::<()>();
-        let (started_tx, started) = mpsc::channel::<()>();
-        worker
-            .run(Box::new(move || {
-                started_tx.send(()).unwrap();
-                gate.recv().unwrap();
-            }))
-            .unwrap_or_else(|_| panic!("queued"));
-        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let gate_tx = hold(&worker);
         // One runs; two more fit; the fourth is refused and never runs.
         let (ran_tx, ran) = mpsc::channel::<u32>();
         for i in 0..3 {
