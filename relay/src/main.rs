@@ -106,11 +106,12 @@ fn main() -> ExitCode {
     }
 
     logging::init(&config.log_format, config.log_level, config.log_queue_lines);
-    if config.runtime_threads > 0 {
-        // Read once, when the runtime first starts (the block_on below);
-        // nothing has touched it before this point.
-        std::env::set_var("ASYNC_STD_THREAD_COUNT", config.runtime_threads.to_string());
-    }
+    // Read once, when the runtime first starts (the block_on below);
+    // nothing has touched it before this point.
+    std::env::set_var(
+        "ASYNC_STD_THREAD_COUNT",
+        config.runtime_workers().to_string(),
+    );
     // On the heap: moved by value through block_on's frames, the swarm
     // loop's future left about 330 KiB of the main thread's stack resident.
     let outcome = async_std::task::block_on(Box::pin(relay::run(config)));

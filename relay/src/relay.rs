@@ -108,7 +108,8 @@ pub async fn run(config: RelayConfig) -> Result<(), String> {
         dataDir = config.data_dir.display().to_string().as_str(),
         hop = config.relay.enabled,
         maxReservations = config.relay.max_reservations as u64,
-        ttl = config.relay.reservation_ttl.as_secs();
+        ttl = config.relay.reservation_ttl.as_secs(),
+        runtimeThreads = config.runtime_workers() as u64;
         "relay started with peer ID {peer_id}"
     );
     for addr in &config.announce {

@@ -469,4 +469,26 @@ fn runtime_threads_sets_the_worker_count_and_the_relay_still_relays() {
     });
     let three = Relay::start(json!({ "mode": "relay", "runtime": { "threads": 3 } }));
     assert_eq!(worker_threads(three.pid()), 3);
+    let started = three
+        .wait_for_event("relay_started", |_| true, EVENT_TIMEOUT)
+        .expect("relay_started");
+    assert_eq!(started["runtimeThreads"].as_u64(), Some(3), "{started}");
+}
+
+/// By default one worker per CPU the relay may use, less the one its main
+/// thread (the swarm) keeps busy, and never none.
+#[test]
+fn runtime_threads_default_leaves_a_cpu_to_the_swarm() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = cpus.saturating_sub(1).max(1);
+    let relay = Relay::start(json!({ "mode": "relay" }));
+    assert_eq!(worker_threads(relay.pid()), want, "{cpus} CPUs");
+    let started = relay
+        .wait_for_event("relay_started", |_| true, EVENT_TIMEOUT)
+        .expect("relay_started");
+    assert_eq!(
+        started["runtimeThreads"].as_u64(),
+        Some(want as u64),
+        "{started}"
+    );
 }

@@ -210,7 +210,8 @@ pub const CONTROL_IDLE_TIMEOUT: Bounded =
 /// all" to the kernel, never a caller. Lists have no default element.
 pub const ADMIN_ID: Bounded = Bounded::new("control.adminUids[]", 0, 0, u32::MAX as u64 - 1);
 
-/// 0: one worker thread per CPU.
+/// 0: one worker thread per CPU less one (the main thread runs the swarm), at
+/// least one.
 pub const RUNTIME_THREADS: Bounded = Bounded::new("runtime.threads", 0, 0, 1024);
 
 pub const JOURNAL_MAX_EVENTS: Bounded =
