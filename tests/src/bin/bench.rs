@@ -385,9 +385,14 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
     async_std::task::sleep(Duration::from_millis(500)).await;
     let rss0 = bench.relay_rss();
     let cpu0 = bench.relay_cpu();
+    let own0 = own_cpu();
     let started = Instant::now();
     let holders = reserve_many(&bench.relay_addr, bench.peers).await?;
     let secs = started.elapsed().as_secs_f64();
+    // The clients share the host's cores with the relay: what a relay
+    // makes them spend (its identify, pings, streams it opens) slows the
+    // ramp as much as its own CPU does.
+    let own1 = own_cpu();
     async_std::task::sleep(Duration::from_millis(500)).await;
     let rss1 = bench.relay_rss();
     let cpu1 = bench.relay_cpu();
@@ -404,6 +409,10 @@ async fn reservation_ramp(bench: &Bench) -> Result<Map<String, Value>, String> {
             json!(round((b - a) * 1000.0 / bench.peers as f64, 3)),
         );
     }
+    out.insert(
+        "clients_cpu_ms_per_reservation".into(),
+        json!(round((own1 - own0) * 1000.0 / bench.peers as f64, 3)),
+    );
     if let (Some(a), Some(b)) = (rss0, rss1) {
         out.insert("relay_rss_bytes".into(), json!(b));
         out.insert(
